@@ -1,0 +1,171 @@
+"""Constant-width fully-connected ReLU networks, stored as K replicas at once.
+
+A network of ``depth`` d and ``width`` w has d hidden layers of w ReLU units, so it holds d + 1 linear
+layers: input (in_dim -> w), d - 1 hidden (w -> w) and output (w -> out_dim). Depth counts hidden
+layers, which is the convention of the eta* literature (depth x width = d * w).
+
+Every parameter tensor carries a leading replica axis K: replica k is an independent network. The
+probe trains K learning rates (or seeds) at once by summing the replicas' losses: replica k's loss
+depends only on replica k's parameters, so one backward pass yields every replica's own gradient.
+
+How a layer is initialised, scaled in the forward pass and how fast it learns is a
+*parameterisation*. Only the standard parameterisation (the paper's) is implemented; NTK or muP
+plug in by adding a function to ``PARAMETERISATIONS``, nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LayerScaling:
+    """How one linear layer is initialised, multiplied in the forward pass, and how fast it learns."""
+
+    init_std: float
+    multiplier: float = 1.0
+    lr_multiplier: float = 1.0
+
+
+def standard_parameterisation(fan_in: int, fan_out: int, layer: int, n_layers: int) -> LayerScaling:
+    """He (Kaiming) normal initialisation, weights N(0, 2 / fan_in), every layer including the output."""
+    return LayerScaling(init_std=math.sqrt(2.0 / fan_in))
+
+
+Parameterisation = Callable[[int, int, int, int], LayerScaling]
+PARAMETERISATIONS: dict[str, Parameterisation] = {"standard": standard_parameterisation}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A constant-width ReLU network.
+
+    input_lr_factor multiplies the learning rate of the input layer (weights and bias). The paper's
+    condition (ii) is that the input layer trains at a "relatively small" learning rate; the factor
+    is not stated there. Our default 0.1 is our choice; 1.0 trains every layer at the same rate.
+    Biases are initialised to zero.
+    """
+
+    depth: int
+    width: int
+    in_dim: int
+    out_dim: int
+    bias: bool = True
+    input_lr_factor: float = 0.1
+    parameterisation: str = "standard"
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "in_dim", "out_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"NetworkSpec.{name} must be an integer >= 1, got {value!r}")
+        if not (self.input_lr_factor > 0 and math.isfinite(self.input_lr_factor)):
+            raise ValueError(f"NetworkSpec.input_lr_factor must be positive, got {self.input_lr_factor!r}")
+        if self.parameterisation not in PARAMETERISATIONS:
+            known = ", ".join(sorted(PARAMETERISATIONS))
+            raise ValueError(f"unknown parameterisation {self.parameterisation!r}; known: {known}")
+
+    @property
+    def n_layers(self) -> int:
+        return self.depth + 1
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of each linear layer, input first."""
+        dims = [self.in_dim] + [self.width] * self.depth + [self.out_dim]
+        return list(zip(dims[:-1], dims[1:]))
+
+    def layer_scalings(self) -> list[LayerScaling]:
+        """Per-layer scaling, with the input-layer LR factor folded into layer 0's lr_multiplier."""
+        rule = PARAMETERISATIONS[self.parameterisation]
+        scalings = [rule(fi, fo, i, self.n_layers) for i, (fi, fo) in enumerate(self.layer_shapes())]
+        first = scalings[0]
+        scalings[0] = LayerScaling(first.init_std, first.multiplier, first.lr_multiplier * self.input_lr_factor)
+        return scalings
+
+    def n_params(self) -> int:
+        return sum(fi * fo + (fo if self.bias else 0) for fi, fo in self.layer_shapes())
+
+    def flops_per_example(self) -> int:
+        """Multiply-adds x 2 of one forward pass for one example (a backward pass costs about twice this)."""
+        return 2 * sum(fi * fo for fi, fo in self.layer_shapes())
+
+
+def parameter_layers(spec: NetworkSpec) -> list[int]:
+    """The layer index of each tensor returned by ``init_params`` (weights and biases interleaved)."""
+    return [layer for layer in range(spec.n_layers) for _ in range(2 if spec.bias else 1)]
+
+
+def parameter_lr_multipliers(spec: NetworkSpec) -> list[float]:
+    """The learning-rate multiplier of each tensor returned by ``init_params``."""
+    scalings = spec.layer_scalings()
+    return [scalings[layer].lr_multiplier for layer in parameter_layers(spec)]
+
+
+def init_params(
+    spec: NetworkSpec,
+    seeds: Sequence[int],
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> list[torch.Tensor]:
+    """Fresh parameters for one replica per seed: weights (K, fan_in, fan_out), biases (K, 1, fan_out).
+
+    Weights are drawn on the CPU in float32 from a generator seeded with the replica's seed, so the same
+    seed gives the same network on every device and in every dtype; replicas with equal seeds are equal.
+    """
+    if len(seeds) == 0:
+        raise ValueError("init_params needs at least one seed")
+    params: list[torch.Tensor] = []
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    for (fan_in, fan_out), scaling in zip(spec.layer_shapes(), spec.layer_scalings()):
+        weights = torch.stack([torch.randn(fan_in, fan_out, generator=g) for g in generators])
+        params.append((weights * scaling.init_std).to(device=device, dtype=dtype))
+        if spec.bias:
+            params.append(torch.zeros(len(seeds), 1, fan_out, device=device, dtype=dtype))
+    return params
+
+
+def forward(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits (K, B, out_dim) for inputs x of shape (B, in_dim), shared by all replicas, or (K, B, in_dim)."""
+    scalings = spec.layer_scalings()
+    step = 2 if spec.bias else 1
+    h = x
+    for layer, scaling in enumerate(scalings):
+        weight = params[step * layer]
+        h = torch.matmul(h, weight)
+        if scaling.multiplier != 1.0:
+            h = h * scaling.multiplier
+        if spec.bias:
+            h = h + params[step * layer + 1]
+        if layer < spec.n_layers - 1:
+            h = F.relu(h)
+    return h
+
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def per_replica_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
+    """Mean loss of each replica, shape (K,). labels: (B,) shared or (K, B).
+
+    "mse" regresses the logits on one-hot targets, 0.5 * squared error summed over classes, mean over examples.
+    """
+    n_replicas, batch, n_classes = logits.shape
+    labels = labels.expand(n_replicas, batch)
+    if loss == "cross_entropy":
+        losses = F.cross_entropy(logits.reshape(-1, n_classes), labels.reshape(-1), reduction="none")
+        return losses.view(n_replicas, batch).mean(dim=1)
+    if loss == "mse":
+        targets = F.one_hot(labels, n_classes).to(logits.dtype)
+        return 0.5 * (logits - targets).pow(2).sum(dim=2).mean(dim=1)
+    raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+
+
+def per_replica_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of correct argmax predictions of each replica, shape (K,)."""
+    n_replicas, batch, _ = logits.shape
+    return (logits.argmax(dim=2) == labels.expand(n_replicas, batch)).to(logits.dtype).mean(dim=1)

@@ -1,0 +1,220 @@
+"""A training probe: K learning rates (or seeds) trained at once, each replica stopping on its own.
+
+One probe answers, for each replica k = (lr_k, seed_k), the question Algorithm 1 asks of one learning
+rate: does a fresh He-initialised network trained by constant-LR SGD reach validation accuracy >= t
+within the budget? The K replicas are one batched computation (batched matmuls over a leading
+replica axis, see ``model.py``); replica k sees exactly the computation it would see alone, so a
+K-replica probe reproduces K single-LR runs.
+
+Replica seed s fixes both the initial weights and the order of the minibatches; replicas with the
+same seed start from identical weights and see identical batches, differing only in learning rate.
+
+Outcomes, checked every ``eval_every`` steps and at the end of the budget:
+- ``success``: validation accuracy >= threshold (the inner loop of Algorithm 1 breaks there);
+- ``diverged``: some training-batch loss was non-finite or above ``max_loss``, or validation logits
+  are non-finite;
+- ``budget``: the step budget ran out first.
+Finished replicas are removed from the batch, so the remaining ones run faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from milr_core.model import (
+    LOSSES,
+    NetworkSpec,
+    forward,
+    init_params,
+    parameter_lr_multipliers,
+    per_replica_accuracy,
+    per_replica_loss,
+)
+
+OUTCOMES = ("success", "diverged", "budget")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one probe trains. Every default is our choice; the paper does not state them.
+
+    The budget is ``max_steps`` SGD steps if given, else ``epochs`` passes over the training set
+    (incomplete last batches are dropped so every step sees ``batch_size`` examples).
+    ``max_loss`` is the divergence bound on the training-batch loss (cross-entropy at He init is
+    a few units, so 1e3 means the network has blown up).
+    """
+
+    batch_size: int = 128
+    epochs: float = 2.0
+    max_steps: int | None = None
+    eval_every: int = 25
+    loss: str = "cross_entropy"
+    max_loss: float = 1e3
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.max_steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise ValueError(f"TrainConfig.epochs must be positive, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.eval_every < 1:
+            raise ValueError(f"TrainConfig.eval_every must be >= 1, got {self.eval_every}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        if not self.max_loss > 0:
+            raise ValueError(f"TrainConfig.max_loss must be positive, got {self.max_loss}")
+
+    def budget_steps(self, n_train: int) -> int:
+        if self.batch_size > n_train:
+            raise ValueError(f"batch_size {self.batch_size} exceeds the {n_train} training examples")
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * (n_train // self.batch_size)))
+
+
+@dataclass
+class ProbeOutcome:
+    """What one replica did: its LR and seed, how it ended, after how many steps, and its curves."""
+
+    lr: float
+    seed: int
+    outcome: str
+    steps: int
+    accuracy: list[tuple[int, float]] = field(default_factory=list)
+    loss: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "success"
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[-1][1] if self.accuracy else float("nan")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:
+    """One clear error for bad probe input, before any data moves or any training starts."""
+    if len(lrs) == 0:
+        raise ValueError("a probe needs at least one learning rate")
+    if len(lrs) != len(seeds):
+        raise ValueError(f"got {len(lrs)} learning rates but {len(seeds)} seeds; pass one seed per learning rate")
+    bad = [lr for lr in lrs if not (lr > 0 and math.isfinite(lr))]
+    if bad:
+        raise ValueError(f"learning rates must be positive and finite, got {bad}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+
+
+def batch_order(seed: int, n_train: int, batch_size: int, steps: int) -> torch.Tensor:
+    """Example indices (steps, batch_size) of each SGD step: a fresh seeded permutation per epoch."""
+    rng = np.random.default_rng([seed, 0x6D696C72])  # a stream of its own, apart from the weights
+    per_epoch = n_train // batch_size
+    epochs = math.ceil(steps / per_epoch)
+    order = np.concatenate([rng.permutation(n_train)[: per_epoch * batch_size] for _ in range(epochs)])
+    return torch.from_numpy(order[: steps * batch_size].reshape(steps, batch_size))
+
+
+@torch.no_grad()
+def validation_accuracy(
+    net: NetworkSpec, params: Sequence[torch.Tensor], x_val: torch.Tensor, y_val: torch.Tensor, chunk: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-replica validation accuracy (K,) and whether every logit was finite (K,), in chunks to bound memory."""
+    correct = torch.zeros(params[0].shape[0], dtype=torch.float64, device=x_val.device)
+    finite = torch.ones(params[0].shape[0], dtype=torch.bool, device=x_val.device)
+    for start in range(0, x_val.shape[0], chunk):
+        logits = forward(net, params, x_val[start : start + chunk])
+        labels = y_val[start : start + chunk]
+        correct += per_replica_accuracy(logits, labels).double() * labels.shape[0]
+        finite &= torch.isfinite(logits).flatten(1).all(dim=1)
+    return correct / x_val.shape[0], finite
+
+
+def run_probe(
+    dataset,
+    net: NetworkSpec,
+    train: TrainConfig,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    threshold: float,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[ProbeOutcome]:
+    """Train replica k = (lrs[k], seeds[k]) from a fresh network until it succeeds, diverges or runs out of budget."""
+    validate_probe_inputs(lrs, seeds, threshold)
+    if net.in_dim != dataset.in_dim or net.out_dim != dataset.n_classes:
+        raise ValueError(
+            f"network shape {net.in_dim}->{net.out_dim} does not fit dataset {dataset.name} "
+            f"({dataset.in_dim} inputs, {dataset.n_classes} classes)"
+        )
+    n_train = dataset.x_train.shape[0]
+    steps = train.budget_steps(n_train)
+    x_train = dataset.x_train.to(device=device, dtype=dtype)
+    y_train = dataset.y_train.to(device=device)
+    x_val = dataset.x_val.to(device=device, dtype=dtype)
+    y_val = dataset.y_val.to(device=device)
+
+    orders = {s: batch_order(s, n_train, train.batch_size, steps).to(device) for s in set(seeds)}
+    params = [p.requires_grad_() for p in init_params(net, seeds, dtype, device)]
+    multipliers = parameter_lr_multipliers(net)
+    active = list(range(len(lrs)))  # original index of each row still training
+    lr_column = torch.tensor(lrs, dtype=dtype, device=device).view(-1, 1, 1)
+    outcomes = [ProbeOutcome(lr=float(lr), seed=int(s), outcome="budget", steps=steps) for lr, s in zip(lrs, seeds)]
+    window_losses: list[torch.Tensor] = []
+
+    for step in range(1, steps + 1):
+        active_seeds = [seeds[i] for i in active]
+        if len(set(active_seeds)) == 1:
+            batch = orders[active_seeds[0]][step - 1]
+        else:
+            batch = torch.stack([orders[s][step - 1] for s in active_seeds])
+        losses = per_replica_loss(forward(net, params, x_train[batch]), y_train[batch], train.loss)
+        grads = torch.autograd.grad(losses.sum(), params)
+        with torch.no_grad():
+            for p, g, m in zip(params, grads, multipliers):
+                p.addcmul_(g, lr_column, value=-m)
+        window_losses.append(losses.detach())
+
+        if step % train.eval_every and step != steps:
+            continue
+        # One host sync per window: divergence anywhere in the window, then the accuracy check.
+        window = torch.stack(window_losses)  # (steps in window, K active)
+        window_losses = []
+        first_step = step - window.shape[0] + 1
+        blown = ~torch.isfinite(window) | (window > train.max_loss)
+        accuracy, finite = validation_accuracy(net, params, x_val, y_val)
+        blown_any = blown.any(dim=0).tolist()
+        blown_at = blown.int().argmax(dim=0).tolist()
+        accuracy, finite, last_loss = accuracy.tolist(), finite.tolist(), window[-1].tolist()
+        keep = []
+        for row, index in enumerate(active):
+            record = outcomes[index]
+            record.loss.append((step, float(last_loss[row])))
+            if blown_any[row]:
+                record.outcome, record.steps = "diverged", first_step + blown_at[row]
+                continue
+            if not finite[row]:
+                record.outcome, record.steps = "diverged", step
+                continue
+            record.accuracy.append((step, float(accuracy[row])))
+            if accuracy[row] >= threshold:
+                record.outcome, record.steps = "success", step
+                continue
+            keep.append(row)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            rows = torch.tensor(keep, device=device)
+            params = [p.detach()[rows].requires_grad_() for p in params]
+            lr_column = lr_column[rows]
+            active = [active[row] for row in keep]
+    return outcomes
