@@ -136,7 +136,12 @@ def forward(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) 
     h = x
     for layer, scaling in enumerate(scalings):
         weight = params[step * layer]
-        h = torch.matmul(h, weight)
+        if h.dim() == 2:  # inputs shared by all replicas: one (B, in) x (in, K*out) GEMM, x is never copied K times
+            n_replicas, fan_in, fan_out = weight.shape
+            wide = weight.transpose(0, 1).reshape(fan_in, n_replicas * fan_out)
+            h = (h @ wide).view(-1, n_replicas, fan_out).transpose(0, 1)
+        else:
+            h = torch.matmul(h, weight)
         if scaling.multiplier != 1.0:
             h = h * scaling.multiplier
         if spec.bias:

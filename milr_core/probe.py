@@ -150,6 +150,32 @@ def run_probe(
     dtype: torch.dtype = torch.float32,
 ) -> list[ProbeOutcome]:
     """Train replica k = (lrs[k], seeds[k]) from a fresh network until it succeeds, diverges or runs out of budget."""
+    return train_replicas(dataset, net, train, lrs, seeds, threshold, device=device, dtype=dtype)[0]
+
+
+def train_replicas(
+    dataset,
+    net: NetworkSpec,
+    train: TrainConfig,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    threshold: float,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    init: Sequence[torch.Tensor] | None = None,
+    first_step: int = 0,
+    stop_at_threshold: bool = True,
+    keep_params: bool = False,
+) -> tuple[list[ProbeOutcome], list[torch.Tensor] | None]:
+    """The probe's training loop, also usable from a trained state.
+
+    init: parameters to start from (K replicas, as ``init_params`` lays them out) instead of fresh ones;
+    first_step: where in each seed's batch order to start (to continue a run without repeating batches);
+    stop_at_threshold: False trains every replica for the whole budget, and success then means "not
+    diverged and validation accuracy >= threshold at the end" (used for the late-training LR);
+    keep_params: also return every replica's final parameters (diverged ones included), in input order.
+    """
     validate_probe_inputs(lrs, seeds, threshold)
     if net.in_dim != dataset.in_dim or net.out_dim != dataset.n_classes:
         raise ValueError(
@@ -163,12 +189,16 @@ def run_probe(
     x_val = dataset.x_val.to(device=device, dtype=dtype)
     y_val = dataset.y_val.to(device=device)
 
-    orders = {s: batch_order(s, n_train, train.batch_size, steps).to(device) for s in set(seeds)}
-    params = [p.requires_grad_() for p in init_params(net, seeds, dtype, device)]
+    orders = {
+        s: batch_order(s, n_train, train.batch_size, first_step + steps)[first_step:].to(device) for s in set(seeds)
+    }
+    start = init_params(net, seeds, dtype, device) if init is None else [p.detach().to(device, dtype).clone() for p in init]
+    params = [p.requires_grad_() for p in start]
     multipliers = parameter_lr_multipliers(net)
     active = list(range(len(lrs)))  # original index of each row still training
     lr_column = torch.tensor(lrs, dtype=dtype, device=device).view(-1, 1, 1)
     outcomes = [ProbeOutcome(lr=float(lr), seed=int(s), outcome="budget", steps=steps) for lr, s in zip(lrs, seeds)]
+    finished: dict[int, list[torch.Tensor]] = {}
     window_losses: list[torch.Tensor] = []
 
     for step in range(1, steps + 1):
@@ -189,7 +219,7 @@ def run_probe(
         # One host sync per window: divergence anywhere in the window, then the accuracy check.
         window = torch.stack(window_losses)  # (steps in window, K active)
         window_losses = []
-        first_step = step - window.shape[0] + 1
+        window_start = step - window.shape[0] + 1
         blown = ~torch.isfinite(window) | (window > train.max_loss)
         accuracy, finite = validation_accuracy(net, params, x_val, y_val)
         blown_any = blown.any(dim=0).tolist()
@@ -200,21 +230,25 @@ def run_probe(
             record = outcomes[index]
             record.loss.append((step, float(last_loss[row])))
             if blown_any[row]:
-                record.outcome, record.steps = "diverged", first_step + blown_at[row]
-                continue
-            if not finite[row]:
+                record.outcome, record.steps = "diverged", window_start + blown_at[row]
+            elif not finite[row]:
                 record.outcome, record.steps = "diverged", step
-                continue
-            record.accuracy.append((step, float(accuracy[row])))
-            if accuracy[row] >= threshold:
-                record.outcome, record.steps = "success", step
-                continue
-            keep.append(row)
-        if not keep:
-            break
+            else:
+                record.accuracy.append((step, float(accuracy[row])))
+                reached = accuracy[row] >= threshold
+                if reached and (stop_at_threshold or step == steps):
+                    record.outcome, record.steps = "success", step
+                elif step < steps:
+                    keep.append(row)
         if len(keep) < len(active):
+            if keep_params:
+                finished.update({active[row]: [p[row].detach() for p in params] for row in range(len(active)) if row not in keep})
+            if not keep:
+                break
             rows = torch.tensor(keep, device=device)
             params = [p.detach()[rows].requires_grad_() for p in params]
             lr_column = lr_column[rows]
             active = [active[row] for row in keep]
-    return outcomes
+    if not keep_params:
+        return outcomes, None
+    return outcomes, [torch.stack([finished[i][j] for i in range(len(lrs))]) for j in range(len(params))]
