@@ -1,0 +1,61 @@
+"""Continuing training from a saved state, and the late-training maximum LR built on it."""
+
+import pytest
+import torch
+
+from milr_core.data import load_dataset
+from milr_core.late import find_late_max_lr
+from milr_core.model import NetworkSpec
+from milr_core.probe import TrainConfig, train_replicas
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    return load_dataset("gaussians", dim=8)
+
+
+@pytest.fixture(scope="module")
+def net(gaussians):
+    return NetworkSpec(depth=2, width=16, in_dim=gaussians.in_dim, out_dim=gaussians.n_classes)
+
+
+def test_two_halves_of_a_run_equal_the_whole_run(gaussians, net):
+    lrs, seeds = [0.05, 0.2], [0, 1]
+    common = dict(threshold=0.999, dtype=torch.float64, stop_at_threshold=False, keep_params=True)
+    _, whole = train_replicas(gaussians, net, TrainConfig(batch_size=32, max_steps=60), lrs, seeds, **common)
+    _, half = train_replicas(gaussians, net, TrainConfig(batch_size=32, max_steps=30), lrs, seeds, **common)
+    _, resumed = train_replicas(
+        gaussians, net, TrainConfig(batch_size=32, max_steps=30), lrs, seeds, init=half, first_step=30, **common
+    )
+    for a, b in zip(whole, resumed):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert not torch.allclose(whole[0], half[0])
+
+
+def test_training_to_the_budget_judges_success_at_the_end(gaussians, net):
+    train = TrainConfig(batch_size=64, max_steps=200, eval_every=20)
+    outcome = train_replicas(gaussians, net, train, [0.1], [0], 0.8, stop_at_threshold=False)[0][0]
+    assert outcome.steps == 200 and len(outcome.accuracy) == 10
+    assert outcome.succeeded == (outcome.final_accuracy >= 0.8)
+
+
+def test_late_max_lr_continues_from_the_pretrained_network(gaussians, net):
+    train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
+    result = find_late_max_lr(
+        gaussians, net, train, lr_bounds=(0.01, 1.0), seeds=[0], pretrain_steps=200, late_steps=60, lrs_per_round=6
+    )
+    record = result.seed_record(0)
+    assert record["base_lr"] == pytest.approx(0.5 * record["eta_star"])
+    assert record["pretrain_accuracy"] >= 0.8  # the pretrained state is past the threshold
+    late = result.late[0]
+    smallest = min((o for _, o in late.ledger), key=lambda o: o.lr)
+    # a trained network at a tiny LR keeps its accuracy from its first check on
+    assert smallest.succeeded and smallest.accuracy[0][1] >= 0.8
+    assert record["late_status"] in ("converged", "no_failure")
+
+
+def test_late_search_refuses_bad_protocol_values(gaussians, net):
+    with pytest.raises(ValueError, match="base_fraction"):
+        find_late_max_lr(gaussians, net, base_fraction=0.0)
+    with pytest.raises(ValueError, match="late_steps"):
+        find_late_max_lr(gaussians, net, late_steps=0)
