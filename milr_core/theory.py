@@ -1,0 +1,119 @@
+r"""Bounds on the sharpness lambda_1 at initialisation. OUR derivation, not the paper's.
+
+Setting: standard parameterisation, d hidden ReLU layers of width w, input dimension n_0, C classes, He
+init W_l ~ N(0, 2 / fan_in) on every layer (output included), zero biases, cross-entropy, mean over N
+examples. Write f_i = f(x_i) in R^C, J_i = df_i / dtheta (C x P), H_i = diag(p_i) - p_i p_i^T the Hessian
+of the loss w.r.t. the logits. The loss Hessian splits as
+
+    H = G + R,   G = (1/N) sum_i J_i^T H_i J_i  (Gauss-Newton, PSD),   R = (1/N) sum_{i,c} (p_i - y_i)_c d^2 f_{i,c}.
+
+R's role. f is piecewise linear in each layer's (W_l, b_l) when the other layers are fixed, so d^2 f has
+zero diagonal blocks almost everywhere: every layer's diagonal block of H equals that of G, tr H = tr G,
+and R only moves spectrum between blocks (it is traceless, indefinite; lambda_1(H) <= lambda_1(G) +
+lambda_1(R), and the negative eigenvalues of H come from R).
+
+Upper bound (G only). For a unit u, u^T H_i u = Var_{c ~ p_i}(u_c) <= min(max_c p_ic, 1/2): the variance
+is at most E_p[u_c^2] <= max_c p_ic, and by Popoviciu at most (max u - min u)^2 / 4 <= 1/2. Hence
+
+    lambda_1(G) <= tr G <= (1/N) sum_i lambda_max(H_i) ||J_i||_F^2 <= (1/2) (1/N) sum_i ||J_i||_F^2.
+
+NTK trace at He init (exact expectation). With h_0 = x, z_l = h_{l-1} W_l + b_l, h_l = relu(z_l),
+delta_l^c = df_c / dz_l and k_l the number of active units of layer l,
+
+    ||J||_F^2 = sum_c sum_{l=1}^{d+1} (||h_{l-1}||^2 + [bias]) ||delta_l^c||^2.
+
+Forward: given h_{l-1}, the z_{l,j} are iid N(0, 2 ||h_{l-1}||^2 / n_{l-1}), so E||h_1||^2 = (w / n_0)||x||^2
+and E[||h_l||^2 | h_{l-1}] = ||h_{l-1}||^2 for l >= 2 (and for the logits E[f_c^2 | h_l] = (2/w)||h_l||^2).
+Backward: condition on the first l layers (F_l) and split W_{l+1} = u u^T W + (I - u u^T) W with
+u = h_l / ||h_l||. The second part is independent of z_{l+1} = ||h_l|| u^T W and of all later layers, and
+D_l u = u for the activation mask D_l. Positive homogeneity (zero biases) gives u^T W delta_{l+1}^c =
+f_c / ||h_l||, so
+
+    E[||delta_l^c||^2 | F_l] = E[f_c^2 | F_l] / ||h_l||^2 + (2/w)(k_l - 1) E[||delta_{l+1}^c||^2 | F_l] = 2 k_l / w
+
+by induction from delta_{d+1}^c = e_c (the induction uses E[2 k_{l+1} / w | F_l] = 1 when h_l != 0).
+Then E[||h_{l-1}||^2 ||delta_l^c||^2] = (2/w) E[||h_{l-1}||^2 k_l] = E||h_{l-1}||^2, and the bias terms
+give E[2 k_l / w] = P(h_{l-1} != 0) = (1 - 2^-w)^(l-1). Summing over layers and classes, for x != 0:
+
+    E||J(x)||_F^2 = C [ ||x||^2 (1 + d w / n_0) + [bias] (1 + sum_{j=0}^{d-1} (1 - 2^-w)^j) ],
+
+exactly, at every width; so E of the upper bound is (C/2)[m_2 (1 + d w / n_0) + ...], m_2 = mean ||x_i||^2.
+It grows like d * w, and is loose by the ratio tr G / lambda_1(G).
+
+Lower bound (G and H alike). By Cauchy interlacing lambda_1 is at least the top eigenvalue of any diagonal
+block, which is the same for G and H; the output-weight block is (1/N) sum_i h_i h_i^T (x) H_i (h_i the
+last hidden features). Its Rayleigh quotient along a b^T with a = mean_i h_i, maximised over b, is
+
+    lambda_1(H), lambda_1(G) >= lambda_max( (1/N) sum_i (h_i . a)^2 H_i ) / ||a||^2,
+
+cheap (one forward-mode product) and, unlike the upper bound, of order w rather than d w.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from milr_core.model import NetworkSpec
+from milr_core.sharpness import flat_logits_fn, layer_blocks
+
+
+def ntk_trace_expectation(
+    depth: int, width: int, in_dim: int, mean_sq_norm: float, n_classes: int, bias: bool = True
+) -> float:
+    """E (1/N) sum_i ||J_i||_F^2 at He init, exact (see the module docstring); mean_sq_norm = mean ||x_i||^2."""
+    bias_terms = 1.0 + sum((1.0 - 2.0**-width) ** j for j in range(depth)) if bias else 0.0
+    return n_classes * (mean_sq_norm * (1.0 + depth * width / in_dim) + bias_terms)
+
+
+def expected_ggn_upper_bound(
+    depth: int, width: int, in_dim: int, mean_sq_norm: float, n_classes: int, bias: bool = True
+) -> float:
+    """E of the bound lambda_1(G) <= (1/2)(1/N) sum_i ||J_i||_F^2 at He init."""
+    return 0.5 * ntk_trace_expectation(depth, width, in_dim, mean_sq_norm, n_classes, bias)
+
+
+def ntk_traces(
+    spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, chunk_size: int = 32
+) -> torch.Tensor:
+    """||J_i||_F^2 of each example, shape (N,), from exact per-example Jacobians (chunk_size at a time)."""
+    theta, logits = flat_logits_fn(spec, params)
+
+    def trace(xi: torch.Tensor) -> torch.Tensor:
+        return torch.func.jacrev(lambda t: logits(t, xi[None])[0])(theta).pow(2).sum()
+
+    return torch.func.vmap(trace, chunk_size=chunk_size)(x)
+
+
+def output_hessians(logits: torch.Tensor) -> torch.Tensor:
+    """H_i = diag(p_i) - p_i p_i^T, each example's cross-entropy Hessian w.r.t. its logits, shape (N, C, C)."""
+    p = F.softmax(logits, dim=-1)
+    return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+
+
+def ggn_upper_bound(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
+    """(1/N) sum_i lambda_max(H_i) ||J_i||_F^2 >= tr G >= lambda_1(G), computed exactly on x."""
+    theta, logits = flat_logits_fn(spec, params)
+    with torch.no_grad():
+        curvature = torch.linalg.eigvalsh(output_hessians(logits(theta, x)))[:, -1]
+    return (curvature * ntk_traces(spec, params, x)).mean().item()
+
+
+def lower_bound(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
+    """Rayleigh quotient of the output-weight block along (mean last-hidden features) x (best class direction).
+
+    A lower bound on lambda_1 of both the Hessian and the Gauss-Newton matrix (see the module docstring).
+    """
+    theta, logits = flat_logits_fn(spec, params)
+    output = layer_blocks(spec)[-1]
+    column = torch.arange(output.start, output.start + spec.width * spec.out_dim, spec.out_dim)  # W_out[:, 0]
+    leaf = theta.clone().requires_grad_()
+    mean_features = torch.autograd.grad(logits(leaf, x)[:, 0].mean(), leaf)[0][column]  # a = mean_i h_i
+    direction = torch.zeros_like(theta)
+    direction[column] = mean_features
+    z, jv = torch.func.jvp(lambda t: logits(t, x), (theta,), (direction,))
+    projections = jv[:, 0]  # h_i . a
+    block = (projections[:, None, None] ** 2 * output_hessians(z)).mean(dim=0)
+    return (torch.linalg.eigvalsh(block)[-1] / mean_features.pow(2).sum()).item()
