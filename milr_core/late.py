@@ -37,6 +37,12 @@ class LateResult:
     pretrain_accuracy: dict[int, float]
     wall_time_s: float
 
+    def seed_ledger(self, seed: int) -> list[dict]:
+        """Both searches' probes of one seed, each tagged with its phase ("initial" or "late")."""
+        late = [s for s in self.late if s.seed == seed]
+        initial = [{"phase": "initial", **r} for r in self.eta_star.seed_result(seed).ledger_records()]
+        return initial + [{"phase": "late", **r} for s in late for r in s.ledger_records()]
+
     def seed_record(self, seed: int) -> dict:
         eta = self.eta_star.seed_result(seed).eta_star
         late = next((s for s in self.late if s.seed == seed), None)
@@ -53,6 +59,13 @@ class LateResult:
         }
 
 
+def validate_late_inputs(base_fraction: float, pretrain_steps: int, late_steps: int) -> None:
+    if not 0 < base_fraction <= 1:
+        raise ValueError(f"base_fraction must lie in (0, 1], got {base_fraction}")
+    if pretrain_steps < 1 or late_steps < 1:
+        raise ValueError(f"pretrain_steps and late_steps must be >= 1, got {pretrain_steps}, {late_steps}")
+
+
 def find_late_max_lr(
     dataset,
     net: NetworkSpec,
@@ -62,7 +75,9 @@ def find_late_max_lr(
     lr_bounds: tuple[float, float] = (1e-3, 10.0),
     rtol: float = 0.05,
     seeds: Sequence[int] = (0,),
+    method: str = "batched",
     lrs_per_round: int = 8,
+    max_widenings: int = 6,
     base_fraction: float = 0.5,
     pretrain_steps: int = 1000,
     late_steps: int = 200,
@@ -71,13 +86,12 @@ def find_late_max_lr(
     progress: bool = False,
 ) -> LateResult:
     """eta* and the largest LR that a network pretrained at ``base_fraction * eta*`` survives, per seed."""
-    if not 0 < base_fraction <= 1:
-        raise ValueError(f"base_fraction must lie in (0, 1], got {base_fraction}")
-    if pretrain_steps < 1 or late_steps < 1:
-        raise ValueError(f"pretrain_steps and late_steps must be >= 1, got {pretrain_steps}, {late_steps}")
+    validate_late_inputs(base_fraction, pretrain_steps, late_steps)
     start = time.perf_counter()
-    common = dict(threshold=threshold, lr_bounds=lr_bounds, rtol=rtol, device=device, dtype=dtype)
-    eta = find_eta_star(dataset, net, train, seeds=seeds, lrs_per_round=lrs_per_round, progress=progress, **common)
+    search_options = dict(rtol=rtol, method=method, lrs_per_round=lrs_per_round, max_widenings=max_widenings, progress=progress)
+    eta = find_eta_star(
+        dataset, net, train, threshold=threshold, lr_bounds=lr_bounds, seeds=seeds, device=device, dtype=dtype, **search_options
+    )
     threshold = eta.threshold
     trained = [s for s in eta.per_seed if s.eta_star is not None]
     base_lrs = {s.seed: base_fraction * s.eta_star for s in trained}
@@ -118,7 +132,5 @@ def find_late_max_lr(
             stop_at_threshold=False,
         )[0]
 
-    late, _ = search_edges(
-        prober, list(states), lr_bounds, rtol=rtol, method="batched", lrs_per_round=lrs_per_round, progress=progress
-    ) if states else ([], 0)
+    late, _ = search_edges(prober, list(states), lr_bounds, **search_options) if states else ([], 0)
     return LateResult(eta, late, base_lrs, pretrain_accuracy, time.perf_counter() - start)

@@ -10,10 +10,12 @@ Replica seed s fixes both the initial weights and the order of the minibatches; 
 same seed start from identical weights and see identical batches, differing only in learning rate.
 
 Outcomes, checked every ``eval_every`` steps and at the end of the budget:
+
 - ``success``: validation accuracy >= threshold (the inner loop of Algorithm 1 breaks there);
 - ``diverged``: some training-batch loss was non-finite or above ``max_loss``, or validation logits
   are non-finite;
 - ``budget``: the step budget ran out first.
+
 Finished replicas are removed from the batch, so the remaining ones run faster.
 """
 
@@ -202,11 +204,9 @@ def train_replicas(
     window_losses: list[torch.Tensor] = []
 
     for step in range(1, steps + 1):
-        active_seeds = [seeds[i] for i in active]
-        if len(set(active_seeds)) == 1:
-            batch = orders[active_seeds[0]][step - 1]
-        else:
-            batch = torch.stack([orders[s][step - 1] for s in active_seeds])
+        # Each replica gets its own (B, in) slice, even when seeds agree, so that a replica's arithmetic
+        # is the same whichever replicas it shares the probe with (a seed's result is independent of batching).
+        batch = torch.stack([orders[seeds[i]][step - 1] for i in active])
         losses = per_replica_loss(forward(net, params, x_train[batch]), y_train[batch], train.loss)
         grads = torch.autograd.grad(losses.sum(), params)
         with torch.no_grad():
