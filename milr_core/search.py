@@ -156,22 +156,48 @@ def update_bracket(search: SeedSearch, ratio: float, rtol: float) -> bool:
             return False
         search.lo, search.hi = successes[-1], successes[-1] * ratio
         return True
-    diverged = [o.lr for _, o in search.ledger if o.outcome == "diverged"]
-    too_slow = [o.lr for _, o in search.ledger if o.outcome == "budget" and o.lr < min(diverged, default=math.inf)]
-    if too_slow and diverged:  # no success yet, but one may lie between too slow and too fast
-        search.lo, search.hi = max(too_slow), min(diverged)
-        if search.hi / search.lo <= 1 + rtol:
-            search.status = "no_success"
-        return False
-    if too_slow:  # everything trained too slowly: move up once the top was probed
-        if search.hi not in probed:
-            return False
-        search.lo, search.hi = max(too_slow), max(too_slow) * ratio
-    else:  # everything diverged: move down once the bottom was probed
+    if all(o.outcome == "diverged" for _, o in search.ledger):  # move down once the bottom was probed
         if search.lo not in probed:
             return False
-        search.lo, search.hi = min(diverged) / ratio, min(diverged)
-    return True
+        lowest = min(probed)
+        search.lo, search.hi = lowest / ratio, lowest
+        return True
+    return zoom_to_best_accuracy(search, ratio, rtol, probed)
+
+
+def zoom_to_best_accuracy(search: SeedSearch, ratio: float, rtol: float, probed: set[float]) -> bool:
+    """No success yet: look next to the probe with the best validation accuracy.
+
+    A failure that ran out of budget may have trained too slowly (a small LR) or have been wrecked
+    without diverging (a large LR: dead ReLUs, chance accuracy), so its outcome alone does not say on
+    which side of the success window it lies. Accuracy does: taken to rise, then fall, with log LR,
+    the window lies next to the best probe, in the wider gap to its neighbours. If the best probe is
+    the largest LR probed, everything was too slow and the bracket moves up (a widening); if it is the
+    smallest and its gap is already narrow, the bracket moves down. Once both gaps around an interior
+    best probe are narrower than rtol, no LR reaches the threshold at this resolution.
+    """
+    probes = sorted((o.lr, o.final_accuracy if o.outcome == "budget" else -1.0) for _, o in search.ledger)
+    scores = [-1.0 if math.isnan(score) else score for _, score in probes]
+    best_index = max(range(len(probes)), key=lambda i: scores[i])
+    best = probes[best_index][0]
+    lower = probes[best_index - 1][0] if best_index > 0 else None
+    upper = probes[best_index + 1][0] if best_index + 1 < len(probes) else None
+    if upper is None:  # the largest LR probed trained best: move up once the top was probed
+        if search.hi not in probed:
+            return False
+        search.lo, search.hi = best, best * ratio
+        return True
+    gaps = [(upper / best, best, upper)] + ([(best / lower, lower, best)] if lower is not None else [])
+    widest, lo, hi = max(gaps)
+    if widest > 1 + rtol:
+        search.lo, search.hi = lo, hi
+        return False
+    if lower is None:  # the smallest LR probed trained best, right next to a worse one: move down
+        search.lo, search.hi = best / ratio, best
+        return True
+    search.lo, search.hi = lo, hi
+    search.status = "no_success"
+    return False
 
 
 def round_lrs(search: SeedSearch, n_new: int) -> list[float]:

@@ -8,8 +8,12 @@ from milr_core.probe import ProbeOutcome
 from milr_core.search import search_edges
 
 
-def oracle(edges: dict[int, float], too_slow_below: float = 0.0, islands: tuple[float, ...] = ()):
-    """A prober whose seed s succeeds for too_slow_below <= lr <= edges[s] (and at the islands), else fails."""
+def oracle(edges: dict[int, float], too_slow_below: float = 0.0, islands: tuple[float, ...] = (), dead_until: float = 0.0):
+    """A prober whose seed s succeeds for too_slow_below <= lr <= edges[s] (and at the islands).
+
+    Below too_slow_below a run ends its budget with an accuracy that grows with the LR; above the edge
+    and up to dead_until it ends its budget at chance (dead ReLUs); above that it diverges.
+    """
     calls = []
 
     def prober(lrs, seeds):
@@ -17,12 +21,14 @@ def oracle(edges: dict[int, float], too_slow_below: float = 0.0, islands: tuple[
         outcomes = []
         for lr, seed in zip(lrs, seeds):
             if lr < too_slow_below:
-                outcome = "budget"
+                outcome, accuracy = "budget", 0.5 + 0.3 * lr / too_slow_below
             elif lr <= edges[seed] or any(abs(lr / i - 1) < 0.03 for i in islands):
-                outcome = "success"
+                outcome, accuracy = "success", 0.95
+            elif lr <= dead_until:
+                outcome, accuracy = "budget", 0.1
             else:
-                outcome = "diverged"
-            outcomes.append(ProbeOutcome(lr=lr, seed=seed, outcome=outcome, steps=1))
+                outcome, accuracy = "diverged", float("nan")
+            outcomes.append(ProbeOutcome(lr=lr, seed=seed, outcome=outcome, steps=1, accuracy=[(1, accuracy)]))
         return outcomes
 
     prober.calls = calls
@@ -66,6 +72,18 @@ def test_learning_rates_too_small_to_train_in_budget_do_not_count_as_the_edge(me
     searches, _ = search_edges(oracle({0: 0.4}, too_slow_below=0.02), [0], (1e-3, 1.0), rtol=0.02, method=method)
     s = searches[0]
     assert s.status == "converged" and s.lo <= 0.4 < s.hi
+
+
+@pytest.mark.parametrize("method", ["bisection", "batched"])
+@pytest.mark.parametrize("window", [(0.05, 0.17), (0.1, 0.12)])
+def test_networks_wrecked_without_diverging_do_not_send_the_search_the_wrong_way(method, window):
+    # Both ends of the bracket fail by budget: the low end trains too slowly, the high end kills the
+    # network without a blow-up. The window of success lies between them, next to the better accuracy.
+    slow, edge = window
+    prober = oracle({0: edge}, too_slow_below=slow, dead_until=5.0)
+    searches, _ = search_edges(prober, [0], (0.01, 3.0), rtol=0.02, method=method)
+    s = searches[0]
+    assert s.status == "converged" and s.lo <= edge < s.hi
 
 
 def test_search_that_never_succeeds_says_so():
