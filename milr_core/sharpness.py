@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -344,6 +346,16 @@ class SharpnessResult:
     device: str
     dtype: str
     per_layer: list[dict[str, Any]] | None = None
+    # Our bounds (milr_core.theory), filled when sharpness_at_init(..., bounds=True); None otherwise.
+    lower_bound: float | None = None
+    ggn_upper_bound: float | None = None
+    expected_upper_bound: float | None = None
+    ntk_trace: float | None = None
+    mean_sq_norm: float | None = None
+    lambda_1_ggn: float | None = None
+    ggn_residual: float | None = None
+    ggn_converged: bool | None = None
+    ggn_n_products: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -363,6 +375,7 @@ def sharpness_at_init(
     loss: str = "cross_entropy",
     matrix: str = "hessian",
     per_layer: bool = False,
+    bounds: bool = False,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> SharpnessResult:
@@ -371,11 +384,20 @@ def sharpness_at_init(
     The subset depends on subset_seed only, so networks of different seeds see the same examples.
     matrix="ggn" gives the Gauss-Newton part instead of the Hessian. per_layer adds the top eigenvalue
     of each layer's diagonal block (weights and bias of layer l), input layer first.
+
+    bounds=True (cross-entropy only) also records, on the same network and subset, our bounds of
+    ``milr_core.theory.sharpness_bounds`` (lower, empirical upper, closed-form expected upper, the mean
+    NTK trace and mean ||x||^2) and the Gauss-Newton matrix's own lambda_1 (lambda_1_ggn, with its
+    residual, convergence and product count; the same solver settings; when matrix="ggn" it is lambda_1).
+    The bounds cost C + 2 backward passes over the subset (no per-example Jacobian), so they are computed
+    on the whole subset; the Gauss-Newton Lanczos roughly doubles the cost of the call.
     """
     check_solver_args(method, tol, max_iter)
     if matrix not in MATRICES:
         raise ValueError(f"unknown matrix {matrix!r}; known: {', '.join(MATRICES)}")
     check_operator_args(loss, chunk_size)
+    if bounds and loss != "cross_entropy":
+        raise ValueError(f"bounds=True needs loss='cross_entropy' (the bounds are derived for it), got {loss!r}")
     if (spec.in_dim, spec.out_dim) != (dataset.in_dim, dataset.n_classes):
         raise ValueError(
             f"spec maps {spec.in_dim} -> {spec.out_dim} but the dataset has {dataset.in_dim} inputs, "
@@ -396,6 +418,17 @@ def sharpness_at_init(
                                                       max_iter=max_iter, seed=seed).to_dict()}
             for layer, block in enumerate(layer_blocks(spec))
         ]
+    extra: dict[str, Any] = {}
+    if bounds:
+        from milr_core.theory import sharpness_bounds  # theory imports this module
+
+        extra = sharpness_bounds(spec, params, x, chunk_size)
+        ggn = top if matrix == "ggn" else top_hessian_eigenvalue(
+            GaussNewtonOperator(spec, params, x, y, loss=loss, chunk_size=chunk_size),
+            method, tol=tol, max_iter=max_iter, seed=seed,
+        )  # fmt: skip
+        extra |= {"lambda_1_ggn": ggn.eigenvalue, "ggn_residual": ggn.residual, "ggn_converged": ggn.converged,
+                  "ggn_n_products": ggn.n_hvps}  # fmt: skip
     synchronize(device)
     return SharpnessResult(
         lambda_1=top.eigenvalue,
@@ -414,4 +447,72 @@ def sharpness_at_init(
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
         per_layer=layers,
+        **extra,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tidy frames of the sharpness experiment
+
+CELL_KEYS = ["dataset", "depth", "width", "seed"]
+
+
+def join_eta_star(sharpness: pd.DataFrame, eta_star: pd.DataFrame) -> pd.DataFrame:
+    """lambda_1 and eta* of the same networks (same dataset, depth, width and seed: the same init).
+
+    Keeps the sharpness frame's columns, adds eta_star, two_over_lambda (2 / lambda_1) and eta_lambda
+    (eta* lambda_1), and drops networks without a positive eta* or lambda_1 (counted in attrs["dropped"]).
+    """
+    joined = sharpness.merge(eta_star[CELL_KEYS + ["eta_star"]], on=CELL_KEYS, how="inner")
+    eta, lam = pd.to_numeric(joined["eta_star"], errors="coerce"), pd.to_numeric(joined["lambda_1"], errors="coerce")
+    usable = (eta > 0) & (lam > 0)
+    joined = joined[usable].assign(eta_star=eta[usable], lambda_1=lam[usable]).reset_index(drop=True)
+    joined["two_over_lambda"] = 2.0 / joined["lambda_1"]
+    joined["eta_lambda"] = joined["eta_star"] * joined["lambda_1"]
+    joined.attrs["dropped"] = int((~usable).sum())
+    return joined
+
+
+def eta_lambda_summary(joined: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: how eta* and lambda_1 relate over the networks of ``join_eta_star``.
+
+    slope is the least-squares slope of log eta* on log lambda_1 (-1 if eta* were c / lambda_1);
+    spearman the rank correlation; the product eta* lambda_1 by its median, range and max / min
+    (1 if inversely related; 2 is the stability threshold of GD on a quadratic).
+    """
+    rows = []
+    for name, group in joined.groupby("dataset", sort=False):
+        log_eta, log_lam = np.log(group["eta_star"].to_numpy(float)), np.log(group["lambda_1"].to_numpy(float))
+        varied = len(group) >= 3 and np.ptp(log_lam) > 0
+        product = group["eta_lambda"]
+        rows.append({
+            "dataset": name,
+            "networks": len(group),
+            "spearman": float(pd.Series(log_eta).corr(pd.Series(log_lam), method="spearman")) if varied else np.nan,
+            "slope": float(np.polyfit(log_lam, log_eta, 1)[0]) if varied else np.nan,
+            "eta_lambda median": float(product.median()),
+            "eta_lambda min": float(product.min()),
+            "eta_lambda max": float(product.max()),
+            "max / min": float(product.max() / product.min()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def lanczos_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: networks, fraction converged to the grid's tolerance, residuals and products (H, and G if stored)."""
+    rows = []
+    for name, group in frame.groupby("dataset", sort=False):
+        row = {
+            "dataset": name,
+            "networks": len(group),
+            "tol": float(group["sharpness.tol"].max()) if "sharpness.tol" in group else np.nan,
+            "converged": float(group["converged"].astype(bool).mean()),
+            "residual median": float(group["residual"].median()),
+            "residual max": float(group["residual"].max()),
+            "products median": float(group["n_hvps"].median()),
+        }
+        if "ggn_converged" in group and group["ggn_converged"].notna().any():
+            row["GGN converged"] = float(group["ggn_converged"].dropna().astype(bool).mean())
+            row["GGN residual max"] = float(group["ggn_residual"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)

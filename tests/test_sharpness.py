@@ -209,3 +209,58 @@ def test_non_finite_loss_raises_before_any_product():
 def test_mismatched_dataset_raises():
     with pytest.raises(ValueError, match="classes"):
         sharpness_at_init(tiny_dataset(), NetworkSpec(1, 3, 4, 10), seed=0)
+
+
+def test_bounds_option_records_our_bounds_on_the_same_network_and_subset():
+    from milr_core.theory import expected_ggn_upper_bound, ggn_upper_bound, lower_bound, ntk_traces
+
+    dataset, spec = tiny_dataset(), NetworkSpec(2, 5, 4, 3)
+    options = dict(seed=3, subset_size=25, subset_seed=7, chunk_size=10, dtype=F64, tol=1e-9)
+    plain = sharpness_at_init(dataset, spec, **options)
+    assert plain.lower_bound is None and plain.lambda_1_ggn is None and plain.to_dict()["ggn_upper_bound"] is None
+    result = sharpness_at_init(dataset, spec, bounds=True, **options)
+    assert result.lambda_1 == pytest.approx(plain.lambda_1, rel=1e-12)  # the option changes nothing else
+    x, y = training_subset(dataset.x_train, dataset.y_train, 25, 7)
+    x = x.double()
+    params = init_params(spec, [3], F64)
+    ggn, hessian = dense_ggn(spec, params, x), dense_hessian(spec, params, x, y)
+    lambda_ggn = torch.linalg.eigvalsh(ggn)[-1].item()
+    assert result.lambda_1_ggn == pytest.approx(lambda_ggn, rel=1e-8) and result.ggn_converged
+    assert result.ggn_n_products > 0 and result.ggn_residual <= 1e-9
+    assert result.lower_bound == pytest.approx(lower_bound(spec, params, x), rel=1e-12)
+    assert result.ggn_upper_bound == pytest.approx(ggn_upper_bound(spec, params, x), rel=1e-12)
+    assert result.ntk_trace == pytest.approx(ntk_traces(spec, params, x).mean().item(), rel=1e-12)
+    assert result.mean_sq_norm == pytest.approx(x.pow(2).sum(1).mean().item(), rel=1e-12)
+    assert result.expected_upper_bound == pytest.approx(expected_ggn_upper_bound(2, 5, 4, result.mean_sq_norm, 3))
+    assert 0 < result.lower_bound <= result.lambda_1_ggn <= torch.trace(ggn).item() <= result.ggn_upper_bound
+    assert result.lower_bound <= torch.linalg.eigvalsh(hessian)[-1].item()
+    assert result.ggn_upper_bound <= 0.5 * result.ntk_trace * (1 + 1e-12)
+
+
+def test_bounds_with_ggn_matrix_reuse_its_lambda_1():
+    result = sharpness_at_init(tiny_dataset(), NetworkSpec(1, 8, 4, 3), seed=0, subset_size=30, matrix="ggn",
+                               bounds=True, dtype=F64, tol=1e-8)
+    assert result.lambda_1_ggn == result.lambda_1 and result.ggn_n_products == result.n_hvps
+    assert result.lower_bound <= result.lambda_1 * (1 + 1e-8) <= result.ggn_upper_bound
+
+
+def test_bounds_need_cross_entropy():
+    with pytest.raises(ValueError, match="cross_entropy"):
+        sharpness_at_init(tiny_dataset(), NetworkSpec(1, 3, 4, 3), seed=0, loss="mse", bounds=True)
+
+
+def test_sweep_stores_the_bounds(tmp_path):
+    from milr_core.sweep import SCHEMA, run_sweep
+
+    assert SCHEMA["sharpness"]["bounds"] == (bool, False)
+    grid = {
+        "kind": "sharpness", "datasets": ["gaussians"], "depths": [1, 2], "widths": [8], "seeds": [0],
+        "dataset_options": {"gaussians": {"dim": 4, "n_train_per_class": 64, "n_val_per_class": 16}},
+        "sharpness": {"subset_size": 64, "tol": 1e-4, "bounds": True},
+    }  # fmt: skip
+    frame = run_sweep(grid, tmp_path, progress=False)
+    assert frame["sharpness.bounds"].all()
+    columns = ["lower_bound", "ggn_upper_bound", "expected_upper_bound", "ntk_trace", "mean_sq_norm", "lambda_1_ggn"]
+    assert frame[columns].notna().all().all() and (frame[columns] > 0).all().all()
+    assert (frame["lower_bound"] <= frame["lambda_1_ggn"] * 1.001).all()
+    assert (frame["lambda_1_ggn"] <= frame["ggn_upper_bound"]).all()

@@ -1,0 +1,257 @@
+"""The book's figure functions on small synthetic frames: headless (Agg), real counts of axes, lines and points."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from milr_core import plot  # noqa: E402
+
+
+def sweep_frame(datasets=("gaussians", "mnist"), variants=("base",), depths=(1, 2, 4), widths=(16, 64), seeds=(0, 1)):
+    """A tidy eta* frame following an exact power law eta* = 8 (d w)^-0.5, with a little seed noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for dataset in datasets:
+        for variant in variants:
+            for depth in depths:
+                for width in widths:
+                    for seed in seeds:
+                        rows.append({
+                            "grid": f"g_{dataset}", "variant": variant, "dataset": dataset, "depth": depth,
+                            "width": width, "seed": seed, "threshold": 0.8,
+                            "eta_star": 8 * (depth * width) ** -0.5 * np.exp(rng.normal(0, 0.02)),
+                            "data.format": "cifar10-jpeg" if dataset == "cifar10" else "generated",
+                            "data.lossy": dataset == "cifar10", "profile": "smoke",
+                        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def n_points(ax) -> int:
+    return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_fit_each_recovers_the_exponent_and_skips_impossible_groups():
+    frame = sweep_frame()
+    lone = frame[(frame["dataset"] == "mnist") & (frame["depth"] == 1) & (frame["width"] == 16)]
+    fits, skipped = plot.fit_each(pd.concat([frame[frame["dataset"] == "gaussians"], lone]), n_bootstrap=50)
+    assert list(fits) == ["gaussians"] and list(skipped) == ["mnist"]
+    assert fits["gaussians"].alpha == pytest.approx(0.5, abs=0.05)
+    table = plot.fits_table(fits, skipped)
+    assert list(table.index) == ["gaussians", "mnist"]
+    assert table.loc["mnist", "note"].startswith("no fit")
+
+
+def test_fits_table_has_no_interval_with_one_seed():
+    fits, _ = plot.fit_each(sweep_frame(seeds=(0,)), n_bootstrap=20)
+    table = plot.fits_table(fits)
+    assert table["alpha CI low"].isna().all() and (table["note"] == "one seed per cell: no interval").all()
+
+
+def test_plot_power_law_one_panel_per_group_with_points_and_fit():
+    frame = sweep_frame()
+    frame.loc[0, "eta_star"] = np.nan  # one search that did not converge
+    fits, _ = plot.fit_each(frame, n_bootstrap=20)
+    fig = plot.plot_power_law(frame, fits)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    first, second = fig.axes
+    # seeds (12, one missing) + cell medians (6) per panel
+    assert n_points(first) == 11 + 6 and n_points(second) == 12 + 6
+    assert len(first.get_lines()) == 1 and "alpha" in first.get_legend().get_texts()[0].get_text()
+    assert any("did not converge" in t.get_text() for t in first.texts)
+    assert first.get_xscale() == "log" and first.get_yscale() == "log"
+
+
+def test_plot_power_law_by_two_columns_and_without_a_fit():
+    frame = sweep_frame(datasets=("gaussians",), variants=("small_input_lr", "full_input_lr"))
+    fits, _ = plot.fit_each(frame, ["dataset", "variant"], n_bootstrap=20)
+    del fits[("gaussians", "full_input_lr")]
+    fig = plot.plot_power_law(frame, fits, by=["dataset", "variant"], ncols=2)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_title() == "gaussians · small_input_lr (t = 0.8)"
+    assert len(fig.axes[0].get_lines()) == 1 and len(fig.axes[1].get_lines()) == 0
+    assert any("no power-law fit" in t.get_text() for t in fig.axes[1].texts)
+
+
+def test_plot_residuals_one_point_per_cell_and_cutoff_line():
+    frame = sweep_frame()
+    fits, _ = plot.fit_each(frame, n_bootstrap=20)
+    resid = plot.residuals_each(frame, fits)
+    assert len(resid) == 12 and set(resid["dataset"]) == {"gaussians", "mnist"}
+    assert resid["residual"].abs().max() < 0.1
+    fig = plot.plot_residuals(resid, cutoff=1 / 16)
+    assert len(fig.axes) == 2
+    assert all(n_points(ax) == 6 for ax in fig.axes)
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)  # zero line and cutoff
+
+
+def test_plot_exponents_one_errorbar_per_fit():
+    fits, _ = plot.fit_each(sweep_frame(), n_bootstrap=20)
+    fig = plot.plot_exponents(fits)
+    (ax,) = fig.axes
+    assert len(ax.containers) == 2
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gaussians", "mnist"]
+
+
+def test_variant_ratios_and_plot_variants():
+    frame = sweep_frame(datasets=("gaussians",), variants=("t=0.80", "t=0.70", "100 steps"), depths=(2,))
+    frame.loc[frame["variant"] == "t=0.70", "eta_star"] *= 2.0
+    frame.loc[(frame["variant"] == "100 steps") & (frame["seed"] == 0), "eta_star"] = np.nan
+    ratios = plot.variant_ratios(frame)
+    assert (ratios["base_variant"] == "t=0.80").all()
+    assert ratios.loc[ratios["variant"] == "t=0.80", "ratio"].eq(1.0).all()
+    assert ratios.loc[ratios["variant"] == "t=0.70", "ratio"].to_numpy() == pytest.approx(2.0, rel=0.1)
+    assert ratios["ratio"].isna().sum() == 2
+    fig = plot.plot_variants(ratios)
+    (ax,) = fig.axes
+    assert n_points(ax) == 4 + 4 + 2
+    assert len(ax.get_lines()) == 1 + 3  # the line at 1, one median bar per variant
+    with pytest.raises(ValueError, match="no variant"):
+        plot.variant_ratios(frame, base="missing")
+
+
+def test_frame_provenance_flags_lossy_data_and_seeds_per_dataset():
+    frame = pd.concat([sweep_frame(datasets=("gaussians",)), sweep_frame(datasets=("cifar10",), seeds=(0,))])
+    text = plot.frame_provenance(frame)
+    assert "`cifar10` (format `cifar10-jpeg`, **a lossy JPEG mirror" in text
+    assert "Profile: `smoke`" in text and "Seeds: 0, 1 (gaussians); 0 (cifar10)." in text
+
+
+def test_show_figure_takes_a_meta_or_a_frame():
+    meta = {"name": "cifar10", "source": "mirror", "lossy": True, "mirror": "cifar10-jpeg"}
+    caption = plot.show_figure(plt.figure(), "Text.", meta, "smoke", [1, 0])
+    assert caption.data == "**Figure.** Text. Data: `cifar10` (mirror, lossy mirror cifar10-jpeg). Profile: `smoke`. Seeds: 0, 1."
+    caption = plot.show_figure(plt.figure(), "Text.", sweep_frame(datasets=("gaussians",)))
+    assert caption.data.startswith("**Figure.** Text. Data: `gaussians` (format `generated`)")
+    with pytest.raises(ValueError):
+        plot.show_figure(plt.figure(), "Text.", meta)
+
+
+# ----------------------------------------------------------------------------- chapters 6-8
+
+
+def late_sharp_frame(depths=(1, 2, 4), widths=(16, 64), seeds=(0, 1)):
+    """Synthetic late-LR, sharpness and bounds columns with known exponents: eta* ~ (dw)^-0.5,
+    late ~ (dw)^-0.2, lambda_1 ~ (dw)^+0.8; the bounds bracket lambda_1(G) by factors 0.5 and 4."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for dataset in ("gaussians", "cifar10"):
+        for depth in depths:
+            for width in widths:
+                for seed in seeds:
+                    dw, noise = depth * width, np.exp(rng.normal(0, 0.02))
+                    eta, lam = 8 * dw**-0.5 * noise, 0.1 * dw**0.8 * noise
+                    rows.append({
+                        "dataset": dataset, "depth": depth, "width": width, "seed": seed, "threshold": 0.8,
+                        "eta_star": eta, "late_max_lr": 4 * dw**-0.2 * noise, "ratio": 0.5 * dw**0.3,
+                        "pretrain_accuracy": 0.75 if (depth, width, seed) == (1, 16, 0) else 0.85,
+                        "lambda_1": lam, "lambda_1_ggn": 0.9 * lam, "lower_bound": 0.45 * lam,
+                        "ggn_upper_bound": 3.6 * lam, "ntk_trace": 9.0 * lam, "expected_upper_bound": 4.4 * lam,
+                        "converged": True, "residual": 1e-6, "n_hvps": 10, "ggn_converged": True,
+                        "ggn_residual": 2e-6, "sharpness.tol": 1e-5, "data.format": "generated",
+                        "data.lossy": dataset == "cifar10", "profile": "smoke",
+                    })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_exponents_table_signed_exponents_and_skipped_groups():
+    frame = late_sharp_frame()
+    table = plot.exponents_table(frame, ["eta_star", "late_max_lr", "lambda_1"])
+    assert table.loc[("gaussians", "eta_star"), "exponent"] == pytest.approx(-0.5, abs=0.02)
+    assert table.loc[("gaussians", "late_max_lr"), "exponent"] == pytest.approx(-0.2, abs=0.02)
+    assert table.loc[("cifar10", "lambda_1"), "exponent"] == pytest.approx(0.8, abs=0.02)
+    low, high = table.loc[("gaussians", "eta_star"), ["CI low", "CI high"]]
+    assert low < -0.5 < high or low <= table.loc[("gaussians", "eta_star"), "exponent"] <= high
+    one_cell = plot.exponents_table(late_sharp_frame(depths=(2,), widths=(16,)), ["eta_star"])
+    assert one_cell["note"].str.startswith("no fit").all()
+    one_seed = plot.exponents_table(late_sharp_frame(seeds=(0,)), ["eta_star"])
+    assert one_seed["note"].str.contains("no bootstrap interval").all()
+
+
+def test_plot_quantities_vs_dw_panels_points_and_fit_lines():
+    frame = late_sharp_frame()
+    frame.loc[0, "late_max_lr"] = np.nan
+    fig = plot.plot_quantities_vs_dw(frame, ["eta_star", "late_max_lr"], ylabel="learning rate")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax = fig.axes[0]
+    cells = 5  # distinct d w among (1, 2, 4) x (16, 64): 16, 32, 64 (twice), 128, 256
+    assert n_points(ax) == 12 + 11 + cells + cells  # seeds of each quantity (one late value missing), cell medians
+    assert len(ax.get_lines()) == 2 and ax.get_xscale() == ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("-0.50" in label for label in labels) and any("-0.20" in label for label in labels)
+    assert any("not drawn" in t.get_text() for t in ax.texts)
+    single = plot.plot_quantities_vs_dw(late_sharp_frame(depths=(1,), widths=(16,)), ["lambda_1"])
+    assert not single.axes[0].get_lines() and "no fit" in single.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_plot_late_ratio_flags_pretraining_below_threshold():
+    frame = late_sharp_frame()
+    fig = plot.plot_late_ratio(frame)
+    assert len(fig.axes) == 4  # two datasets, two panels each
+    ratio_ax, acc_ax = fig.axes[0], fig.axes[1]
+    crosses = [c for c in acc_ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1
+               and c.get_sizes()[0] == 110]  # fmt: skip
+    assert len(crosses) == 1 and crosses[0].get_offsets()[0][1] == pytest.approx(0.75)
+    assert "1 of 12 below t" in acc_ax.get_title()
+    assert any(line.get_ydata()[0] == 1.0 for line in ratio_ax.get_lines())
+    assert any(line.get_ydata()[0] == 0.8 for line in acc_ax.get_lines())
+    table = plot.late_ratio_table(frame)
+    assert table.loc["gaussians", "pretraining_below_t"] == 1 and table.loc["gaussians", "networks"] == 12
+
+
+def test_eta_star_against_sharpness_figures_and_summary():
+    from milr_core.sharpness import eta_lambda_summary, join_eta_star, lanczos_summary
+
+    frame = late_sharp_frame()
+    sharp = frame.drop(columns=["eta_star"])
+    eta = frame[["dataset", "depth", "width", "seed", "eta_star"]].copy()
+    eta.loc[0, "eta_star"] = None  # a search that did not converge is dropped and counted
+    joined = join_eta_star(sharp, eta)
+    assert len(joined) == len(frame) - 1 and joined.attrs["dropped"] == 1
+    assert np.allclose(joined["two_over_lambda"], 2 / joined["lambda_1"])
+    summary = eta_lambda_summary(joined).set_index("dataset")
+    assert summary.loc["gaussians", "slope"] == pytest.approx(-0.5 / 0.8, abs=0.05)  # eta* ~ lambda^(-5/8)
+    assert summary.loc["gaussians", "spearman"] < -0.8 and summary.loc["gaussians", "max / min"] > 2
+    assert lanczos_summary(sharp).set_index("dataset").loc["cifar10", "converged"] == 1.0
+    fig = plot.plot_eta_vs_sharpness(joined)
+    assert len(fig.axes) == 4
+    left, right = fig.axes[0], fig.axes[1]
+    assert n_points(left) == 11 and n_points(right) == 11
+    x, y = right.get_lines()[0].get_data()
+    assert np.allclose(x, y)  # the identity eta* = 2 / lambda_1
+    x, y = left.get_lines()[0].get_data()
+    assert np.allclose(x * y, 2.0)
+    product = plot.plot_eta_lambda_product(joined)
+    assert len(product.axes) == 2 and n_points(product.axes[0]) == 11
+    assert any(np.allclose(line.get_ydata(), 2.0) for line in product.axes[0].get_lines())
+
+
+def test_plot_bounds_ratios_to_the_ggn_eigenvalue():
+    from milr_core.theory import bounds_check, bounds_summary
+
+    table = bounds_check(late_sharp_frame())
+    assert table["sandwich"].all() and table["hessian_below_upper"].all()
+    assert np.allclose(table["upper_over_ggn"], 4.0) and np.allclose(table["ggn_over_lower"], 2.0)
+    fig = plot.plot_bounds(table)
+    assert len(fig.axes) == 4
+    right = fig.axes[1]
+    ratios = {round(float(y), 6) for c in right.collections for _, y in c.get_offsets()}
+    assert ratios >= {0.5, 4.0, round(1 / 0.9, 6)} and "100%" in right.get_title()
+    broken = late_sharp_frame()
+    broken.loc[0, "ggn_upper_bound"] = 0.5 * broken.loc[0, "lambda_1_ggn"]
+    summary = bounds_summary(broken).set_index("dataset")
+    assert summary.loc["gaussians", "lower <= lambda_1(G) <= upper"] == pytest.approx(11 / 12)
+    with pytest.raises(ValueError, match="bounds: true"):
+        bounds_check(broken.drop(columns=["lower_bound"]))
