@@ -1,4 +1,4 @@
-"""The ``milr`` command line: eta*, sharpness, sweeps and the book, each a thin wrapper over the library.
+"""The ``milr`` command line: eta*, sharpness, sweeps, predictions and the book, each a thin wrapper over the library.
 
 Every command checks its arguments before loading data or training, prints a JSON result on stdout
 (progress bars go to stderr), and can also write the JSON to ``--out``.
@@ -24,12 +24,20 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """What names a network in a store: dataset, depth, width, parameterisation, input-layer LR factor."""
+    from milr_core.model import PARAMETERISATIONS
+
     parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10 or gaussians")
     parser.add_argument("--depth", type=int, required=True, help="number of hidden layers")
     parser.add_argument("--width", type=int, required=True, help="units per hidden layer")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. n-1)")
+    parser.add_argument("--parameterisation", default="standard", choices=sorted(PARAMETERISATIONS))
     parser.add_argument("--input-lr-factor", type=float, default=0.1, help="LR multiplier of the input layer (ours)")
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    add_shape_arguments(parser)
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. n-1)")
     parser.add_argument("--no-bias", action="store_true", help="networks without biases")
     parser.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
@@ -70,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="skip cells already in the store")
     sweep.add_argument("--device", default="auto")
 
+    predict = commands.add_parser("predict", help="eta* from the power law fitted to a store's eta* cells")
+    add_shape_arguments(predict)
+    predict.add_argument("--store", type=Path, help="result store directory (default: the committed results/paper)")
+    predict.add_argument("--max-depth-over-width", type=float, help="fit only cells with d/w at most this")
+    predict.add_argument("--ci", type=float, default=0.95, help="level of the prediction interval")
+    predict.add_argument("--out", type=Path, help="also write the JSON result here")
+
     reproduce = commands.add_parser("reproduce", help="execute every notebook with papermill")
     reproduce.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
     reproduce.add_argument("--only", help="run only the notebook with this name")
@@ -105,6 +120,7 @@ def network_for(args: argparse.Namespace, dataset):
         out_dim=dataset.n_classes,
         bias=not args.no_bias,
         input_lr_factor=args.input_lr_factor,
+        parameterisation=args.parameterisation,
     )
 
 
@@ -190,6 +206,23 @@ def run_sweep_command(args: argparse.Namespace) -> dict:
     return {"grid": grid["name"], "store": str(store), "cells": len(frame)}
 
 
+def run_predict(args: argparse.Namespace) -> dict:
+    from milr_core.experiments import results_root
+    from milr_core.predict import eta_star_frame, predict_eta_star
+
+    store = args.store or results_root() / "paper"
+    try:
+        prediction = predict_eta_star(
+            eta_star_frame(store), args.dataset, args.depth, args.width, parameterisation=args.parameterisation,
+            input_lr_factor=args.input_lr_factor, max_depth_over_width=args.max_depth_over_width, ci=args.ci,
+        )  # fmt: skip
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    for warning in prediction.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return {"store": str(store), **prediction.to_dict()}
+
+
 def run_reproduce(args: argparse.Namespace) -> dict:
     from milr_core.reproduce import reproduce
 
@@ -200,6 +233,7 @@ COMMANDS = {
     "eta-star": run_eta_star,
     "sharpness": run_sharpness,
     "sweep": run_sweep_command,
+    "predict": run_predict,
     "reproduce": run_reproduce,
 }
 

@@ -9,8 +9,8 @@ probe trains K learning rates (or seeds) at once by summing the replicas' losses
 depends only on replica k's parameters, so one backward pass yields every replica's own gradient.
 
 How a layer is initialised, scaled in the forward pass and how fast it learns is a
-*parameterisation*. Only the standard parameterisation (the paper's) is implemented; NTK or muP
-plug in by adding a function to ``PARAMETERISATIONS``, nothing else changes.
+*parameterisation*, a function in ``PARAMETERISATIONS``: "standard" (He init, the paper's setting),
+"ntk" and "mup" (beyond the paper; their docstrings say which choices are ours).
 """
 
 from __future__ import annotations
@@ -37,8 +37,46 @@ def standard_parameterisation(fan_in: int, fan_out: int, layer: int, n_layers: i
     return LayerScaling(init_std=math.sqrt(2.0 / fan_in))
 
 
+def ntk_parameterisation(fan_in: int, fan_out: int, layer: int, n_layers: int) -> LayerScaling:
+    """NTK parameterisation (Jacot et al. 2018): weights N(0, 1), forward multiplier sqrt(2 / fan_in).
+
+    The factor 2 (ReLU's, as in He init) is ours: with the same seed the network computes the same function
+    as the standard one at init, at every width; only the gradients differ (each layer's effective learning
+    rate is 2 / fan_in times the standard one's). Biases are zero at init and added unscaled (ours).
+    """
+    return LayerScaling(init_std=1.0, multiplier=math.sqrt(2.0 / fan_in))
+
+
+MUP_BASE_WIDTH = 64  # our choice: muP equals the standard parameterisation at this width
+
+
+def mup_parameterisation(fan_in: int, fan_out: int, layer: int, n_layers: int) -> LayerScaling:
+    """muP for SGD (Yang & Hu, Tensor Programs IV/V) in its "standard parameterisation with per-layer init
+    and learning-rate scaling" form, relative to He init at ``MUP_BASE_WIDTH``.
+
+    - input layer: init var 2 / fan_in, LR x width / base;
+    - hidden layers: init var 2 / fan_in, LR x 1;
+    - output layer: init var (2 / fan_in) (base / fan_in), i.e. He's std x sqrt(base / width) (Tensor
+      Programs V's var 1 / fan_in^2), LR x base / width.
+
+    Width is the input layer's fan_out and the output layer's fan_in, so the rule needs no extra field.
+    Ours: the base width (64), and biases following their layer's LR multiplier (Tensor Programs V scales
+    every bias like an input weight, LR x fan_out; one multiplier per layer is what the seam carries).
+    """
+    if layer == n_layers - 1:
+        shrink = MUP_BASE_WIDTH / fan_in
+        return LayerScaling(init_std=math.sqrt(2.0 / fan_in) * math.sqrt(shrink), lr_multiplier=shrink)
+    if layer == 0:
+        return LayerScaling(init_std=math.sqrt(2.0 / fan_in), lr_multiplier=fan_out / MUP_BASE_WIDTH)
+    return LayerScaling(init_std=math.sqrt(2.0 / fan_in))
+
+
 Parameterisation = Callable[[int, int, int, int], LayerScaling]
-PARAMETERISATIONS: dict[str, Parameterisation] = {"standard": standard_parameterisation}
+PARAMETERISATIONS: dict[str, Parameterisation] = {
+    "standard": standard_parameterisation,
+    "ntk": ntk_parameterisation,
+    "mup": mup_parameterisation,
+}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A grid is a YAML file or the equivalent dict (a notebook's parameters)::
 
     name: mnist_eta_star      # labels the records; default: the file's stem, or "sweep"
-    kind: eta_star            # eta_star | sharpness | late_lr (eta* and the late-training maximum LR)
+    kind: eta_star            # eta_star | sharpness | late_lr (eta* and the late-training maximum LR) | catapult
     datasets: [mnist]         # names known to milr_core.data
     dataset_options:          # optional, per dataset: load_dataset options that change the data (images:
       gaussians: {dim: 64}    #   val_size, split_seed; gaussians: dim, separation, seed, n_*_per_class)
@@ -17,22 +17,25 @@ A grid is a YAML file or the equivalent dict (a notebook's parameters)::
     search: {method: batched, lr_bounds: [0.01, 10.0], rtol: 0.05, lrs_per_round: 8}  # find_eta_star's
     sharpness: {subset_size: 2048, method: lanczos, tol: 1.0e-6}                       # sharpness_at_init's
     late: {base_fraction: 0.5, pretrain_steps: 1000, late_steps: 200}                  # find_late_max_lr's
-    variants:                 # optional; each overrides network, train, search, sharpness, threshold, dtype
+    catapult: {subset_size: 2048, tol: 1.0e-6}  # catapult_window's (eta* and lambda_1 under MSE: train.loss mse)
+    variants:                 # optional; each overrides the sections (network, train, ...), threshold, dtype
       - {name: base}
       - {name: full_input_lr, network: {input_lr_factor: 1.0}}
     dtype: float32            # float32 | float64
 
 Only ``datasets``, ``depths``, ``widths`` and ``seeds`` are required; every other setting defaults to
-the engine's default. The allowed keys and types of ``network``, ``train``, ``search`` and ``sharpness``
-are read off ``NetworkSpec``, ``TrainConfig``, ``find_eta_star``, ``sharpness_at_init`` and ``find_late_max_lr``, so the
-schema follows the engine. ``load_grid`` checks everything (unknown keys, types, values, empty lists)
-before any data is loaded or any network trained, and raises one ``GridError`` naming the problem.
+the engine's default. The allowed keys and types of the sections ``network``, ``train``, ``search``,
+``sharpness``, ``late`` and ``catapult`` are read off ``NetworkSpec``, ``TrainConfig``, ``find_eta_star``,
+``sharpness_at_init``, ``find_late_max_lr`` and ``catapult_window``, so the schema follows the engine.
+``load_grid`` checks everything (unknown keys, types, values, empty lists) before any data is loaded or
+any network trained, and raises one ``GridError`` naming the problem.
 
 A *cell* is one (dataset, variant, depth, width, seed). Its hash is the sha256 of the canonical JSON of
 everything that determines its result, defaults filled in: the dataset's name and the sha256 of its
 ``meta["fingerprint"]`` (content, format, split, preprocessing and options: a JPEG mirror of CIFAR-10 is
 not CIFAR-10) with its format, lossiness and resolved options in clear, depth, width, seed, the resolved
-threshold, network, train and search (or sharpness) settings, dtype and ``milr_core.ENGINE_VERSION``.
+threshold, network, train and search (or sharpness) settings, the kind's own section (late, catapult),
+dtype and ``milr_core.ENGINE_VERSION``.
 Not hashed: where the data was found (``meta["source"]``: cache, download, root), the device, the
 executor, the grid's and the variant's names, so the same cell in two grids is computed once.
 
@@ -64,6 +67,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from milr_core import ENGINE_VERSION, data
+from milr_core.catapult import catapult_window, validate_catapult_inputs
 from milr_core.late import find_late_max_lr, validate_late_inputs
 from milr_core.model import NetworkSpec
 from milr_core.probe import TrainConfig
@@ -71,7 +75,8 @@ from milr_core.search import find_eta_star, validate_search_inputs
 from milr_core.sharpness import MATRICES, check_operator_args, check_solver_args, sharpness_at_init
 from milr_core.store import ResultStore, provenance
 
-KINDS = ("eta_star", "sharpness", "late_lr")
+KINDS = ("eta_star", "sharpness", "late_lr", "catapult")
+TRAINED = ("eta_star", "late_lr", "catapult")  # the kinds that run the eta* search
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DATA_LOCATION = ("root", "download", "cache_dir")  # load_dataset arguments that say where, not what
 GRID_KEYS: dict[str, object] = {
@@ -89,11 +94,12 @@ GRID_KEYS: dict[str, object] = {
     "search": dict,
     "sharpness": dict,
     "late": dict,
+    "catapult": dict,
     "variants": list[dict],
     "dtype": str,
 }
 REQUIRED = ("datasets", "depths", "widths", "seeds")
-SECTIONS = ("network", "train", "search", "sharpness", "late")
+SECTIONS = ("network", "train", "search", "sharpness", "late", "catapult")
 VARIANT_KEYS = ("name", *SECTIONS, "threshold", "dtype")
 
 
@@ -126,6 +132,7 @@ SCHEMA = {
     "search": settings_of(find_eta_star, ("threshold", "seeds", "device", "dtype", "progress")),  # = SEARCH_KEYS
     "sharpness": settings_of(sharpness_at_init, ("device", "dtype")),
     "late": settings_of(find_late_max_lr, ("threshold", "seeds", "device", "dtype", "progress", *SEARCH_KEYS)),
+    "catapult": settings_of(catapult_window, ("threshold", "seeds", "device", "dtype", "progress", *SEARCH_KEYS)),
 }
 
 
@@ -196,12 +203,15 @@ def check_values(kind: str, effective: dict, where: str) -> None:
         raise GridError(f"{where}dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     try:
         NetworkSpec(1, 1, 1, 1, **effective["network"])
-        if kind in ("eta_star", "late_lr"):
+        if kind in TRAINED:
             TrainConfig(**effective["train"])
             search = with_defaults("search", effective["search"])
             validate_search_inputs(search["lr_bounds"], search["rtol"], search["method"], search["lrs_per_round"])
         if kind == "late_lr":
             validate_late_inputs(**with_defaults("late", effective["late"]))
+        if kind == "catapult":
+            catapult = with_defaults("catapult", effective["catapult"])
+            validate_catapult_inputs(TrainConfig(**effective["train"]), catapult["subset_size"], catapult["tol"])
         if kind == "sharpness":
             sharpness = with_defaults("sharpness", effective["sharpness"])
             check_solver_args(sharpness["method"], sharpness["tol"], sharpness["max_iter"])
@@ -329,13 +339,15 @@ def expand(grid: dict, datasets: dict) -> list[Cell]:
                 "network": with_defaults("network", effective["network"]),
                 "dtype": effective["dtype"],
             }
-            if grid["kind"] in ("eta_star", "late_lr"):
+            if grid["kind"] in TRAINED:
                 threshold = effective["threshold"]
                 common["threshold"] = dataset.meta["default_threshold"] if threshold is None else threshold
                 common["train"] = dataclasses.asdict(TrainConfig(**effective["train"]))
                 common["search"] = with_defaults("search", effective["search"])
             if grid["kind"] == "late_lr":
                 common["late"] = with_defaults("late", effective["late"])
+            if grid["kind"] == "catapult":
+                common["catapult"] = with_defaults("catapult", effective["catapult"])
             if grid["kind"] == "sharpness":
                 common["sharpness"] = with_defaults("sharpness", effective["sharpness"])
             labels = {"grid": grid["name"], "variant": variant["name"]}
@@ -375,21 +387,19 @@ def run_group(dataset, cells: list[Cell], device: str) -> list[dict]:
     net = NetworkSpec(spec["depth"], spec["width"], dataset.in_dim, dataset.n_classes, **spec["network"])
     dtype = DTYPES[spec["dtype"]]
     start = time.perf_counter()
-    if spec["kind"] == "eta_star":
-        search = spec["search"] | {"lr_bounds": tuple(spec["search"]["lr_bounds"])}
+    if spec["kind"] in TRAINED:
         train = TrainConfig(**spec["train"])
-        result = find_eta_star(
-            dataset, net, train, threshold=spec["threshold"], seeds=seeds, device=device, dtype=dtype, **search
-        )
+        options = dict(threshold=spec["threshold"], seeds=seeds, device=device, dtype=dtype, **spec["search"])
+        options["lr_bounds"] = tuple(options["lr_bounds"])
+    if spec["kind"] == "eta_star":
+        result = find_eta_star(dataset, net, train, **options)
         outcomes = [(s.record(), s.ledger_records()) for s in map(result.seed_result, seeds)]
     elif spec["kind"] == "late_lr":
-        search = spec["search"] | {"lr_bounds": tuple(spec["search"]["lr_bounds"])}
-        train = TrainConfig(**spec["train"])
-        late = find_late_max_lr(
-            dataset, net, train, threshold=spec["threshold"], seeds=seeds, device=device, dtype=dtype,
-            **search, **spec["late"],
-        )  # fmt: skip
+        late = find_late_max_lr(dataset, net, train, **options, **spec["late"])
         outcomes = [(late.seed_record(seed), late.seed_ledger(seed)) for seed in seeds]
+    elif spec["kind"] == "catapult":
+        window = catapult_window(dataset, net, train, **options, **spec["catapult"])
+        outcomes = [(window.seed_record(seed), window.seed_ledger(seed)) for seed in seeds]
     else:
         sharpness = [
             sharpness_at_init(dataset, net, seed, device=device, dtype=dtype, **spec["sharpness"]).to_dict()

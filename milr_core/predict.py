@@ -1,0 +1,155 @@
+"""Predict eta* of an untrained network from a store of eta* records, by the power law in depth x width.
+
+``predict_eta_star`` selects the store's eta* cells of one dataset, parameterisation and input-layer LR
+factor, fits eta* = c (d w)^exponent over them (``fit.fit_power_law``: cell medians over seeds, least
+squares in log-log) and evaluates it at the requested d w.
+
+The interval is ours: the classical least-squares *prediction* interval of a new cell's log eta*,
+log eta_hat +- t_{n-2} s sqrt(1 + 1/n + (u - u_bar)^2 / S_uu), u = log(d w), s the residual scatter of
+the n fitted cells around the line. It combines the uncertainty of the fitted line with the cells'
+scatter around it (seed noise and misfit alike); the fit's seed-bootstrap CI of alpha is reported beside
+it. It assumes the residuals are alike everywhere, which fails where condition (i) does (d / w large),
+hence the warnings.
+
+If several groups of settings match (e.g. a sensitivity grid with other batch sizes), the group with
+the most cells is used and the others are named in a warning. Warnings: d w outside the fitted range,
+d / w above the largest fitted d / w (the paper's condition (i)), fewer than three cells (no scatter).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from milr_core.fit import fit_power_law, fit_wide, residuals
+from milr_core.store import ResultStore
+
+SETTINGS = ("kind", "engine_version", "dtype", "threshold", "data.", "network.", "train.", "search.")
+
+
+@dataclass
+class Prediction:
+    """eta* predicted at (depth, width), its interval, the fit it came from and every warning."""
+
+    dataset: str
+    depth: int
+    width: int
+    parameterisation: str
+    input_lr_factor: float
+    eta_star: float
+    interval: tuple[float, float]
+    ci: float
+    fit: dict
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def eta_star_frame(store: str | Path) -> pd.DataFrame:
+    """Every eta* record of an existing store, one row per cell and seed (``ResultStore.to_frame``)."""
+    path = Path(store)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no result store at {path}; run the sweeps first or pass another store")
+    frame = ResultStore(path).to_frame()
+    if frame.empty or "kind" not in frame or not (frame["kind"] == "eta_star").any():
+        raise ValueError(f"the store {path} holds no eta* records")
+    return frame[frame["kind"] == "eta_star"].reset_index(drop=True)
+
+
+def settings_key(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the canonical JSON of every setting but depth, width and seed: rows equal here belong together."""
+    columns = sorted(c for c in frame.columns if c.startswith(SETTINGS) and frame[c].notna().any())
+    plain = lambda value: value.item() if hasattr(value, "item") else str(value)  # noqa: E731 (numpy scalars)
+    return frame[columns].apply(lambda row: json.dumps(row.to_dict(), sort_keys=True, default=plain), axis=1)
+
+
+def select_cells(
+    frame: pd.DataFrame, dataset: str, parameterisation: str, input_lr_factor: float
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of one dataset, parameterisation and input-LR factor, from the largest group of equal settings."""
+    rows = frame[
+        (frame["dataset"] == dataset)
+        & (frame["network.parameterisation"] == parameterisation)
+        & np.isclose(frame["network.input_lr_factor"].astype(float), input_lr_factor)
+    ]
+    if rows.empty:
+        mine = frame[frame["dataset"] == dataset]
+        have = sorted({(p, f) for p, f in zip(mine["network.parameterisation"], mine["network.input_lr_factor"])})
+        known = ", ".join(f"{p} (input_lr_factor {f:g})" for p, f in have) or "none"
+        raise ValueError(
+            f"no eta* cells for dataset {dataset!r}, parameterisation {parameterisation!r}, input_lr_factor "
+            f"{input_lr_factor:g}; the store has for {dataset!r}: {known}"
+        )
+    keys = settings_key(rows)
+    sizes = rows.groupby(keys)[["depth", "width"]].apply(lambda g: len(g.drop_duplicates()))
+    chosen = sizes.idxmax()
+    warnings = []
+    if len(sizes) > 1:
+        used, unused = (", ".join(sorted(rows.loc[mask, "grid"].unique())) for mask in (keys == chosen, keys != chosen))
+        warnings.append(f"{len(sizes)} groups of settings match; used the largest ({sizes[chosen]} cells, grid "
+                        f"{used}), not the others (grid {unused})")  # fmt: skip
+    return rows[keys == chosen], warnings
+
+
+def predict_eta_star(
+    frame: pd.DataFrame,
+    dataset: str,
+    depth: int,
+    width: int,
+    *,
+    parameterisation: str = "standard",
+    input_lr_factor: float = 0.1,
+    max_depth_over_width: float | None = None,
+    ci: float = 0.95,
+    n_bootstrap: int = 1000,
+) -> Prediction:
+    """eta* at (depth, width) from the power law fitted to ``frame``'s matching cells (``eta_star_frame``).
+
+    max_depth_over_width: fit only the cells with d / w at most this (condition (i)); None fits them all.
+    """
+    if depth < 1 or width < 1:
+        raise ValueError(f"depth and width must be >= 1, got {depth}, {width}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci}")
+    cells, warnings = select_cells(frame, dataset, parameterisation, input_lr_factor)
+    if max_depth_over_width is None:
+        fit = fit_power_law(cells, n_bootstrap=n_bootstrap, ci=ci)
+    else:
+        fit = fit_wide(cells, max_depth_over_width, n_bootstrap=n_bootstrap, ci=ci)
+        cells = cells[cells["depth"] / cells["width"] <= max_depth_over_width]
+    fitted = residuals(cells, fit)
+    u, u_star = np.log(fitted["dw"].to_numpy(float)), math.log(depth * width)
+    n = len(fitted)
+    centre = float(fit.predict(depth * width))
+    scatter = math.sqrt(np.sum(fitted["residual"] ** 2) / (n - 2)) if n > 2 else None
+    if scatter is not None:
+        spread = scatter * math.sqrt(1 + 1 / n + (u_star - u.mean()) ** 2 / np.sum((u - u.mean()) ** 2))
+        half = stats.t.ppf(0.5 + ci / 2, n - 2) * spread
+        interval = (centre * math.exp(-half), centre * math.exp(half))
+    else:
+        interval = (math.nan, math.nan)
+        warnings.append(f"only {n} cells: no scatter around the fit, so no interval")
+    dw_range = (int(fitted["dw"].min()), int(fitted["dw"].max()))
+    if not dw_range[0] <= depth * width <= dw_range[1]:
+        warnings.append(f"d*w = {depth * width} lies outside the fitted range [{dw_range[0]}, {dw_range[1]}]")
+    largest_ratio = float(fitted["depth_over_width"].max())
+    if depth / width > largest_ratio:
+        warnings.append(f"d/w = {depth / width:.3g} exceeds the largest fitted d/w ({largest_ratio:.3g}): "
+                        "condition (i), width large compared to depth, may fail")  # fmt: skip
+    summary = {
+        **{k: fit.to_dict()[k] for k in ("alpha", "alpha_ci", "c", "r2", "n_cells", "n_values", "n_dropped")},
+        "dw_range": list(dw_range),
+        "max_fitted_depth_over_width": largest_ratio,
+        "max_depth_over_width": max_depth_over_width,
+        "residual_scatter": scatter,
+        "cells": fitted[["depth", "width", "value", "fitted"]].to_dict("records"),
+        "settings": json.loads(settings_key(cells).iloc[0]),
+    }
+    return Prediction(dataset, depth, width, parameterisation, input_lr_factor, centre, interval, ci, summary, warnings)
