@@ -23,6 +23,6 @@ book: install
 
 # Unit tests, then the smoke build of the whole book, then the tests that read the built book.
 test: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -rs -m "not slow"
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/build_book.sh
-	MILR_REQUIRE_BOOK=1 $(BIN)/python -m pytest -q -m slow
+	MILR_REQUIRE_BOOK=1 $(BIN)/python -m pytest -q -rs -m slow
