@@ -23,7 +23,7 @@ import torch
 from milr_core.data import load_dataset
 from milr_core.model import NetworkSpec
 from milr_core.probe import TrainConfig, run_probe
-from milr_core.search import find_eta_star
+from milr_core.search import SearchConfig, find_eta_star
 
 
 def synchronize(device: str) -> None:
@@ -56,11 +56,8 @@ def compare_methods(dataset, depth: int, width: int, args: argparse.Namespace) -
             dataset,
             net,
             train,
-            lr_bounds=(args.lr_min, args.lr_max),
-            rtol=args.rtol,
+            SearchConfig(method, (args.lr_min, args.lr_max), args.rtol, args.lrs_per_round),
             seeds=list(range(args.seeds)),
-            method=method,
-            lrs_per_round=args.lrs_per_round,
             device=args.device,
         )
         synchronize(args.device)

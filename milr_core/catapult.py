@@ -28,7 +28,7 @@ import torch
 
 from milr_core.model import NetworkSpec, init_params
 from milr_core.probe import TrainConfig, train_replicas
-from milr_core.search import EtaStarResult, find_eta_star
+from milr_core.search import EtaStarResult, SearchConfig, find_eta_star
 from milr_core.sharpness import (
     HessianOperator,
     SharpnessResult,
@@ -86,14 +86,10 @@ def catapult_window(
     dataset,
     net: NetworkSpec,
     train: TrainConfig = TrainConfig(loss="mse"),
+    search: SearchConfig = SearchConfig(),
     *,
     threshold: float | None = None,
-    lr_bounds: tuple[float, float] = (1e-3, 10.0),
-    rtol: float = 0.05,
     seeds: Sequence[int] = (0,),
-    method: str = "batched",
-    lrs_per_round: int = 8,
-    max_widenings: int = 6,
     subset_size: int = 2048,
     subset_seed: int = 0,
     tol: float = 1e-6,
@@ -105,9 +101,8 @@ def catapult_window(
     validate_catapult_inputs(train, subset_size, tol)
     start = time.perf_counter()
     eta = find_eta_star(
-        dataset, net, train, threshold=threshold, lr_bounds=lr_bounds, rtol=rtol, seeds=seeds, method=method,
-        lrs_per_round=lrs_per_round, max_widenings=max_widenings, device=device, dtype=dtype, progress=progress,
-    )  # fmt: skip
+        dataset, net, train, search, threshold=threshold, seeds=seeds, device=device, dtype=dtype, progress=progress
+    )
     sharpness = [
         sharpness_at_init(
             dataset, net, seed, subset_size=subset_size, subset_seed=subset_seed, tol=tol, loss="mse",

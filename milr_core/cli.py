@@ -127,13 +127,13 @@ def network_for(args: argparse.Namespace, dataset):
 def run_eta_star(args: argparse.Namespace) -> dict:
     from milr_core.data import load_dataset
     from milr_core.probe import TrainConfig
-    from milr_core.search import find_eta_star, validate_search_inputs
+    from milr_core.search import SearchConfig, find_eta_star
 
     check_network_arguments(args)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise SystemExit(f"error: --threshold must lie in (0, 1), got {args.threshold}")
     try:
-        validate_search_inputs((args.lr_min, args.lr_max), args.rtol, args.method, args.lrs_per_round)
+        search = SearchConfig(args.method, (args.lr_min, args.lr_max), args.rtol, args.lrs_per_round)
         train = TrainConfig(args.batch_size, args.epochs, args.max_steps, args.eval_every, args.loss)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
@@ -143,12 +143,9 @@ def run_eta_star(args: argparse.Namespace) -> dict:
         dataset,
         network_for(args, dataset),
         train,
+        search,
         threshold=args.threshold,
-        lr_bounds=(args.lr_min, args.lr_max),
-        rtol=args.rtol,
         seeds=list(range(args.seeds)),
-        method=args.method,
-        lrs_per_round=args.lrs_per_round,
         device=device,
         dtype=DTYPES[args.dtype],
         progress=True,

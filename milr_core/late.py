@@ -24,7 +24,7 @@ import torch
 
 from milr_core.model import NetworkSpec
 from milr_core.probe import ProbeOutcome, TrainConfig, train_replicas
-from milr_core.search import EtaStarResult, SeedSearch, find_eta_star, search_edges
+from milr_core.search import EtaStarResult, SearchConfig, SeedSearch, find_eta_star, search_edges
 
 
 @dataclass
@@ -70,14 +70,10 @@ def find_late_max_lr(
     dataset,
     net: NetworkSpec,
     train: TrainConfig = TrainConfig(),
+    search: SearchConfig = SearchConfig(),
     *,
     threshold: float | None = None,
-    lr_bounds: tuple[float, float] = (1e-3, 10.0),
-    rtol: float = 0.05,
     seeds: Sequence[int] = (0,),
-    method: str = "batched",
-    lrs_per_round: int = 8,
-    max_widenings: int = 6,
     base_fraction: float = 0.5,
     pretrain_steps: int = 1000,
     late_steps: int = 200,
@@ -88,10 +84,8 @@ def find_late_max_lr(
     """eta* and the largest LR that a network pretrained at ``base_fraction * eta*`` survives, per seed."""
     validate_late_inputs(base_fraction, pretrain_steps, late_steps)
     start = time.perf_counter()
-    search_options = dict(rtol=rtol, method=method, lrs_per_round=lrs_per_round, max_widenings=max_widenings, progress=progress)
-    eta = find_eta_star(
-        dataset, net, train, threshold=threshold, lr_bounds=lr_bounds, seeds=seeds, device=device, dtype=dtype, **search_options
-    )
+    common = dict(threshold=threshold, seeds=seeds, device=device, dtype=dtype, progress=progress)
+    eta = find_eta_star(dataset, net, train, search, **common)
     threshold = eta.threshold
     trained = [s for s in eta.per_seed if s.eta_star is not None]
     base_lrs = {s.seed: base_fraction * s.eta_star for s in trained}
@@ -110,9 +104,9 @@ def find_late_max_lr(
             stop_at_threshold=False,
             keep_params=True,
         )
-        for row, (search, outcome) in enumerate(zip(trained, outcomes)):
-            states[search.seed] = [p[row] for p in params]
-            pretrain_accuracy[search.seed] = outcome.final_accuracy
+        for row, (seed_search, outcome) in enumerate(zip(trained, outcomes)):
+            states[seed_search.seed] = [p[row] for p in params]
+            pretrain_accuracy[seed_search.seed] = outcome.final_accuracy
 
     late_train = replace(train, max_steps=late_steps)
 
@@ -132,5 +126,5 @@ def find_late_max_lr(
             stop_at_threshold=False,
         )[0]
 
-    late, _ = search_edges(prober, list(states), lr_bounds, **search_options) if states else ([], 0)
+    late, _ = search_edges(prober, list(states), search, progress=progress) if states else ([], 0)
     return LateResult(eta, late, base_lrs, pretrain_accuracy, time.perf_counter() - start)

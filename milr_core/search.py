@@ -127,18 +127,38 @@ class EtaStarResult:
         }
 
 
-def validate_search_inputs(lr_bounds: tuple[float, float], rtol: float, method: str, lrs_per_round: int) -> None:
-    lo, hi = lr_bounds
-    if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"learning-rate bounds must be positive and finite, got {lr_bounds}")
-    if not lo < hi:
-        raise ValueError(f"learning-rate bounds are inverted or equal: low {lo} must be below high {hi}")
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol}")
-    if method not in METHODS:
-        raise ValueError(f"unknown search method {method!r}; known: {', '.join(METHODS)}")
-    if method == "batched" and lrs_per_round < 2:
-        raise ValueError(f"the batched search needs lrs_per_round >= 2, got {lrs_per_round}")
+@dataclass(frozen=True)
+class SearchConfig:
+    """How eta* is searched. Every default is our choice; the paper states none.
+
+    lr_bounds is the initial bracket (widened by its own ratio, at most ``max_widenings`` times, when it
+    does not straddle the edge); the search stops when hi / lo <= 1 + rtol; ``lrs_per_round`` is K of
+    the batched search (bisection probes one learning rate at a time).
+    """
+
+    method: str = "batched"
+    lr_bounds: tuple[float, float] = (1e-3, 10.0)
+    rtol: float = 0.05
+    lrs_per_round: int = 8
+    max_widenings: int = 6
+
+    def __post_init__(self) -> None:
+        if len(self.lr_bounds) != 2:
+            raise ValueError(f"lr_bounds must be (low, high), got {self.lr_bounds}")
+        lo, hi = (float(b) for b in self.lr_bounds)
+        object.__setattr__(self, "lr_bounds", (lo, hi))  # a YAML list becomes the tuple the hash sees either way
+        if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"learning-rate bounds must be positive and finite, got {self.lr_bounds}")
+        if not lo < hi:
+            raise ValueError(f"learning-rate bounds are inverted or equal: low {lo} must be below high {hi}")
+        if not self.rtol > 0:
+            raise ValueError(f"rtol must be positive, got {self.rtol}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown search method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.method == "batched" and self.lrs_per_round < 2:
+            raise ValueError(f"the batched search needs lrs_per_round >= 2, got {self.lrs_per_round}")
+        if self.max_widenings < 0:
+            raise ValueError(f"max_widenings must be >= 0, got {self.max_widenings}")
 
 
 def update_bracket(search: SeedSearch, ratio: float, rtol: float) -> bool:
@@ -213,22 +233,14 @@ def round_lrs(search: SeedSearch, n_new: int) -> list[float]:
 
 
 def search_edges(
-    prober: Prober,
-    seeds: Sequence[int],
-    lr_bounds: tuple[float, float],
-    *,
-    rtol: float = 0.05,
-    method: str = "batched",
-    lrs_per_round: int = 8,
-    max_widenings: int = 6,
-    progress: bool = False,
+    prober: Prober, seeds: Sequence[int], search: SearchConfig = SearchConfig(), *, progress: bool = False
 ) -> tuple[list[SeedSearch], int]:
     """Run the search for every seed against ``prober``; returns the searches and the number of sequential probes.
 
     ``prober(lrs, seeds)`` trains replica k = (lrs[k], seeds[k]) and returns its outcome; the real one is
     ``run_probe``, tests pass a synthetic oracle.
     """
-    validate_search_inputs(lr_bounds, rtol, method, lrs_per_round)
+    lr_bounds, rtol, method = search.lr_bounds, search.rtol, search.method
     ratio = lr_bounds[1] / lr_bounds[0]
     searches = [SeedSearch(seed=int(s), lo=lr_bounds[0], hi=lr_bounds[1]) for s in seeds]
     widenings = {s.seed: 0 for s in searches}
@@ -238,7 +250,7 @@ def search_edges(
     bar = tqdm(desc=f"eta* ({method})", unit="probe", disable=not progress, leave=False)
     for queue in queues:
         while running := [s for s in queue if s.status == "running"]:
-            n_new = lrs_per_round if method == "batched" else 1
+            n_new = search.lrs_per_round if method == "batched" else 1
             plan = [(s, lr) for s in running for lr in round_lrs(s, n_new)]
             if method == "batched":  # one probe of every planned replica
                 calls = [plan]
@@ -253,7 +265,7 @@ def search_edges(
             for s in running:
                 if update_bracket(s, ratio, rtol):
                     widenings[s.seed] += 1
-                    if widenings[s.seed] > max_widenings:
+                    if widenings[s.seed] > search.max_widenings:
                         s.status = "no_success" if not s.successes() else "no_failure"
             bar.set_postfix(brackets=" ".join(f"[{s.lo:.3g},{s.hi:.3g}]" for s in running if s.lo and s.hi))
     bar.close()
@@ -264,14 +276,10 @@ def find_eta_star(
     dataset,
     net: NetworkSpec,
     train: TrainConfig = TrainConfig(),
+    search: SearchConfig = SearchConfig(),
     *,
     threshold: float | None = None,
-    lr_bounds: tuple[float, float] = (1e-3, 10.0),
-    rtol: float = 0.05,
     seeds: Sequence[int] = (0,),
-    method: str = "batched",
-    lrs_per_round: int = 8,
-    max_widenings: int = 6,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
@@ -282,20 +290,10 @@ def find_eta_star(
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
-    validate_search_inputs(lr_bounds, rtol, method, lrs_per_round)
 
     def prober(lrs: Sequence[float], probe_seeds: Sequence[int]) -> list[ProbeOutcome]:
         return run_probe(dataset, net, train, lrs, probe_seeds, threshold, device=device, dtype=dtype)
 
     start = time.perf_counter()
-    searches, n_rounds = search_edges(
-        prober,
-        seeds,
-        lr_bounds,
-        rtol=rtol,
-        method=method,
-        lrs_per_round=lrs_per_round,
-        max_widenings=max_widenings,
-        progress=progress,
-    )
-    return EtaStarResult(method, threshold, rtol, searches, n_rounds, time.perf_counter() - start)
+    searches, n_rounds = search_edges(prober, seeds, search, progress=progress)
+    return EtaStarResult(search.method, threshold, search.rtol, searches, n_rounds, time.perf_counter() - start)

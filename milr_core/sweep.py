@@ -14,7 +14,7 @@ A grid is a YAML file or the equivalent dict (a notebook's parameters)::
     threshold: null           # null: the dataset's default (the resolved value is hashed)
     network: {input_lr_factor: 0.1, bias: true}           # NetworkSpec fields but the shape
     train: {batch_size: 128, epochs: 1, eval_every: 25}   # TrainConfig fields
-    search: {method: batched, lr_bounds: [0.01, 10.0], rtol: 0.05, lrs_per_round: 8}  # find_eta_star's
+    search: {method: batched, lr_bounds: [0.01, 10.0], rtol: 0.05, lrs_per_round: 8}  # SearchConfig fields
     sharpness: {subset_size: 2048, method: lanczos, tol: 1.0e-6}                       # sharpness_at_init's
     late: {base_fraction: 0.5, pretrain_steps: 1000, late_steps: 200}                  # find_late_max_lr's
     catapult: {subset_size: 2048, tol: 1.0e-6}  # catapult_window's (eta* and lambda_1 under MSE: train.loss mse)
@@ -25,7 +25,7 @@ A grid is a YAML file or the equivalent dict (a notebook's parameters)::
 
 Only ``datasets``, ``depths``, ``widths`` and ``seeds`` are required; every other setting defaults to
 the engine's default. The allowed keys and types of the sections ``network``, ``train``, ``search``,
-``sharpness``, ``late`` and ``catapult`` are read off ``NetworkSpec``, ``TrainConfig``, ``find_eta_star``,
+``sharpness``, ``late`` and ``catapult`` are read off ``NetworkSpec``, ``TrainConfig``, ``SearchConfig``,
 ``sharpness_at_init``, ``find_late_max_lr`` and ``catapult_window``, so the schema follows the engine.
 ``load_grid`` checks everything (unknown keys, types, values, empty lists) before any data is loaded or
 any network trained, and raises one ``GridError`` naming the problem.
@@ -71,7 +71,7 @@ from milr_core.catapult import catapult_window, validate_catapult_inputs
 from milr_core.late import find_late_max_lr, validate_late_inputs
 from milr_core.model import NetworkSpec
 from milr_core.probe import TrainConfig
-from milr_core.search import find_eta_star, validate_search_inputs
+from milr_core.search import SearchConfig, find_eta_star
 from milr_core.sharpness import MATRICES, check_operator_args, check_solver_args, sharpness_at_init
 from milr_core.store import ResultStore, provenance
 
@@ -125,14 +125,13 @@ def settings_of(target: Callable, exclude: tuple[str, ...]) -> dict[str, tuple[o
     }
 
 
-SEARCH_KEYS = tuple(settings_of(find_eta_star, ("threshold", "seeds", "device", "dtype", "progress")))
 SCHEMA = {
     "network": settings_of(NetworkSpec, ("depth", "width", "in_dim", "out_dim")),
     "train": settings_of(TrainConfig, ()),
-    "search": settings_of(find_eta_star, ("threshold", "seeds", "device", "dtype", "progress")),  # = SEARCH_KEYS
+    "search": settings_of(SearchConfig, ()),
     "sharpness": settings_of(sharpness_at_init, ("device", "dtype")),
-    "late": settings_of(find_late_max_lr, ("threshold", "seeds", "device", "dtype", "progress", *SEARCH_KEYS)),
-    "catapult": settings_of(catapult_window, ("threshold", "seeds", "device", "dtype", "progress", *SEARCH_KEYS)),
+    "late": settings_of(find_late_max_lr, ("threshold", "seeds", "device", "dtype", "progress")),
+    "catapult": settings_of(catapult_window, ("threshold", "seeds", "device", "dtype", "progress")),
 }
 
 
@@ -205,8 +204,7 @@ def check_values(kind: str, effective: dict, where: str) -> None:
         NetworkSpec(1, 1, 1, 1, **effective["network"])
         if kind in TRAINED:
             TrainConfig(**effective["train"])
-            search = with_defaults("search", effective["search"])
-            validate_search_inputs(search["lr_bounds"], search["rtol"], search["method"], search["lrs_per_round"])
+            SearchConfig(**effective["search"])
         if kind == "late_lr":
             validate_late_inputs(**with_defaults("late", effective["late"]))
         if kind == "catapult":
@@ -389,16 +387,16 @@ def run_group(dataset, cells: list[Cell], device: str) -> list[dict]:
     start = time.perf_counter()
     if spec["kind"] in TRAINED:
         train = TrainConfig(**spec["train"])
-        options = dict(threshold=spec["threshold"], seeds=seeds, device=device, dtype=dtype, **spec["search"])
-        options["lr_bounds"] = tuple(options["lr_bounds"])
+        search = SearchConfig(**spec["search"])
+        options = dict(threshold=spec["threshold"], seeds=seeds, device=device, dtype=dtype)
     if spec["kind"] == "eta_star":
-        result = find_eta_star(dataset, net, train, **options)
+        result = find_eta_star(dataset, net, train, search, **options)
         outcomes = [(s.record(), s.ledger_records()) for s in map(result.seed_result, seeds)]
     elif spec["kind"] == "late_lr":
-        late = find_late_max_lr(dataset, net, train, **options, **spec["late"])
+        late = find_late_max_lr(dataset, net, train, search, **options, **spec["late"])
         outcomes = [(late.seed_record(seed), late.seed_ledger(seed)) for seed in seeds]
     elif spec["kind"] == "catapult":
-        window = catapult_window(dataset, net, train, **options, **spec["catapult"])
+        window = catapult_window(dataset, net, train, search, **options, **spec["catapult"])
         outcomes = [(window.seed_record(seed), window.seed_ledger(seed)) for seed in seeds]
     else:
         sharpness = [

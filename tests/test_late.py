@@ -7,6 +7,7 @@ from milr_core.data import load_dataset
 from milr_core.late import find_late_max_lr
 from milr_core.model import NetworkSpec
 from milr_core.probe import TrainConfig, train_replicas
+from milr_core.search import SearchConfig
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def test_training_to_the_budget_judges_success_at_the_end(gaussians, net):
 def test_late_max_lr_continues_from_the_pretrained_network(gaussians, net):
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     result = find_late_max_lr(
-        gaussians, net, train, lr_bounds=(0.01, 1.0), seeds=[0], pretrain_steps=200, late_steps=60, lrs_per_round=6
+        gaussians, net, train, SearchConfig(lr_bounds=(0.01, 1.0), lrs_per_round=6), seeds=[0], pretrain_steps=200,
+        late_steps=60,
     )
     record = result.seed_record(0)
     assert record["base_lr"] == pytest.approx(0.5 * record["eta_star"])

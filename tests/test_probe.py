@@ -8,7 +8,7 @@ import torch
 from milr_core.data import load_dataset
 from milr_core.model import NetworkSpec
 from milr_core.probe import TrainConfig, run_probe
-from milr_core.search import find_eta_star
+from milr_core.search import SearchConfig, find_eta_star
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,10 @@ def test_replica_stops_when_it_reaches_the_threshold(gaussians):
 def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching(gaussians):
     net = spec_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
-    kwargs = dict(lr_bounds=(0.01, 1.0), rtol=0.05, lrs_per_round=6)
-    together = find_eta_star(gaussians, net, train, seeds=[0, 1], **kwargs)
-    again = find_eta_star(gaussians, net, train, seeds=[0, 1], **kwargs)
-    alone = find_eta_star(gaussians, net, train, seeds=[1], **kwargs)
+    search = SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05, lrs_per_round=6)
+    together = find_eta_star(gaussians, net, train, search, seeds=[0, 1])
+    again = find_eta_star(gaussians, net, train, search, seeds=[0, 1])
+    alone = find_eta_star(gaussians, net, train, search, seeds=[1])
     assert [s.eta_star for s in together.per_seed] == [s.eta_star for s in again.per_seed]
     assert together.seed_result(1).eta_star == alone.seed_result(1).eta_star
 
@@ -61,13 +61,13 @@ def test_eta_star_on_the_gaussian_task_separates_success_from_failure(gaussians)
     net = spec_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     threshold = gaussians.meta["default_threshold"]
-    result = find_eta_star(gaussians, net, train, lr_bounds=(0.01, 1.0), rtol=0.05, seeds=[0])
+    result = find_eta_star(gaussians, net, train, SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05), seeds=[0])
     search = result.per_seed[0]
     assert search.status == "converged"
     assert search.hi / search.lo <= 1.05
     below, above = run_probe(gaussians, net, train, [search.lo, search.hi], [0, 0], threshold)
     assert below.succeeded and not above.succeeded
-    bisection = find_eta_star(gaussians, net, train, lr_bounds=(0.01, 1.0), rtol=0.05, seeds=[0], method="bisection")
+    bisection = find_eta_star(gaussians, net, train, SearchConfig("bisection", (0.01, 1.0), 0.05), seeds=[0])
     if not search.non_monotone:  # on a monotone ledger both methods bracket the same edge
         assert abs(math.log(bisection.median / result.median)) <= math.log(1.05) * 2
 
@@ -79,7 +79,7 @@ def test_eta_star_on_the_gaussian_task_separates_success_from_failure(gaussians)
         (lambda ds: spec_for(ds, width=0), "width"),
         (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [0.1], [0], threshold=1.0), "threshold"),
         (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [-0.1], [0], threshold=0.8), "positive"),
-        (lambda ds: find_eta_star(ds, spec_for(ds), lr_bounds=(1.0, 0.1)), "inverted"),
+        (lambda ds: SearchConfig(lr_bounds=(1.0, 0.1)), "inverted"),
         (lambda ds: find_eta_star(ds, spec_for(ds), threshold=0.0), "threshold"),
         (lambda ds: TrainConfig(batch_size=0), "batch_size"),
         (lambda ds: TrainConfig(loss="hinge"), "unknown loss"),
