@@ -6,6 +6,9 @@ the number. A smoke-profile table comes from tiny grids: its verdicts say nothin
 
 Verdicts: ``supported``, ``mixed``, ``not supported``, or ``not measured`` when the store lacks the
 cells (or a fit is impossible). Every threshold below is our choice.
+
+Rows (e)-(g) are extensions (ours, chapters 10-12): statements the paper does not make, about muP, the
+catapult window under MSE and ``milr predict``, tested with the same kind of stated rule.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from milr_core.catapult import CATAPULT, STABLE
 from milr_core.experiments import run_experiment
-from milr_core.fit import PowerLawFit, fit_power_law, fit_wide, residuals
+from milr_core.fit import PowerLawFit, fit_power_law, fit_wide, residuals, width_exponent
+from milr_core.predict import held_out_summary, leave_one_cell_out
 
 R2_SUPPORTED, R2_MIXED = 0.9, 0.7  # a power law "predicts well" (ours)
 WIDE = 1 / 8  # condition (i): "width sufficiently large compared to depth" read as d / w <= 1/8 (ours)
 RESIDUAL_BREAK = np.log(1.5)  # a cell is off the law when its eta* is off the fit by more than 1.5x (ours)
+FLAT_WIDTH = 0.2  # (e): eta* is width-independent when |d ln eta* / d ln w| at fixed depth is at most this (ours)
+HELD_OUT_ERROR, HELD_OUT_COVERAGE = np.log(1.5), 0.8  # (g): mean held-out error within 1.5x, 80% inside (ours)
+EXTENSION = "extension (ours), not a claim of the paper"
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,73 @@ def bounds_claim(sharp: pd.DataFrame) -> Claim:
     )
 
 
+def verdict_of(checks: list[bool]) -> str:
+    return "not measured" if not checks else "supported" if all(checks) else "mixed" if any(checks) else "not supported"
+
+
+def parameterisation_claim(frame: pd.DataFrame) -> Claim:
+    parts, checks = [], []
+    for name, group in frame.groupby("dataset"):
+        slopes = {}
+        for variant in ("standard", "ntk", "mup"):
+            rows = group[group["variant"] == variant]
+            try:
+                slopes[variant] = width_exponent(rows, "eta_star", n_bootstrap=200).slope
+            except ValueError:
+                continue
+        if "mup" in slopes and "standard" in slopes:
+            parts.append(f"{name}: width slope " + ", ".join(f"{v} {s:+.2f}" for v, s in slopes.items()))
+            checks.append(abs(slopes["mup"]) <= FLAT_WIDTH and abs(slopes["mup"]) < abs(slopes["standard"]))
+    return Claim(
+        "(e) muP makes eta* width-independent [extension, ours]",
+        EXTENSION,
+        "eta* searched as in (a) under standard, NTK and muP (base width 64, ours); slope of log eta* on log width "
+        f"at fixed depth; supported if muP's |slope| <= {FLAT_WIDTH} and below the standard one's on every dataset",
+        "; ".join(parts) or "no fit possible",
+        verdict_of(checks),
+    )
+
+
+def catapult_claim(frame: pd.DataFrame) -> Claim:
+    product = pd.to_numeric(frame["eta_lambda"], errors="coerce").dropna()
+    if product.empty:
+        return Claim("(f) under MSE, eta* lies in the catapult window [extension, ours]", EXTENSION, "",
+                     "no network with eta* and lambda_1", "not measured")  # fmt: skip
+    inside = (product >= STABLE) & (product < CATAPULT)
+    below, above = int((product < STABLE).sum()), int((product >= CATAPULT).sum())
+    return Claim(
+        "(f) under MSE, eta* lies in the catapult window [extension, ours]",
+        EXTENSION,
+        f"eta* (SGD, MSE) times lambda_1 at init (Lanczos, MSE) per network; window [{STABLE:g}, {CATAPULT:g}) of "
+        "Lewkowycz et al. 2020; supported if every network lies in it, mixed if some do",
+        f"{int(inside.sum())} of {len(product)} networks inside, {below} below, {above} above; eta*lambda_1 "
+        f"median {product.median():.3g} (range {product.min():.3g} to {product.max():.3g})",
+        verdict_of(inside.tolist()),
+    )
+
+
+def predict_claim(eta: pd.DataFrame) -> Claim:
+    parts, checks = [], []
+    for name in eta["dataset"].unique():
+        summary = held_out_summary(leave_one_cell_out(eta, name))
+        if summary.empty:
+            continue
+        row = summary.iloc[0]
+        coverage = ("no intervals" if np.isnan(row["coverage"]) else f"{row['coverage']:.0%} of {int(row['with interval'])} "
+                    f"inside intervals of median x/÷ {row['interval factor']:.3g}")  # fmt: skip
+        parts.append(f"{name}: mean |log error| {row['mean |log error|']:.2f} (x{row['typical factor']:.2f}), {coverage}")
+        checks.append(row["mean |log error|"] <= HELD_OUT_ERROR and row["coverage"] >= HELD_OUT_COVERAGE)
+    return Claim(
+        "(g) milr predict: eta* of a held-out cell [extension, ours]",
+        EXTENSION,
+        "each cell of (a) predicted from the others (power law, 95% prediction interval in log-log); supported if "
+        f"the mean |ln(predicted / measured)| <= ln 1.5 and >= {HELD_OUT_COVERAGE:.0%} of cells lie in their "
+        "intervals on every dataset",
+        "; ".join(parts) or "too few cells",
+        verdict_of(checks),
+    )
+
+
 def claims_table(profile: str = "smoke") -> pd.DataFrame:
     """The claims table of one profile, from its result store (cells missing from the store are computed)."""
     eta = run_experiment("power_law", profile)
@@ -185,5 +260,8 @@ def claims_table(profile: str = "smoke") -> pd.DataFrame:
         late_claim(run_experiment("late_lr", profile)),
         sharpness_claim(eta, sharp),
         bounds_claim(sharp),
+        parameterisation_claim(run_experiment("parameterisations", profile)),
+        catapult_claim(run_experiment("catapult", profile)),
+        predict_claim(eta),
     ]
     return pd.DataFrame([c.row() for c in claims])

@@ -148,3 +148,47 @@ def fit_wide(frame: pd.DataFrame, max_depth_over_width: float, quantity: str = "
     if wide.empty:
         raise ValueError(f"no cell has depth / width <= {max_depth_over_width}")
     return fit_power_law(wide, quantity, **options)
+
+
+@dataclass(frozen=True)
+class WidthExponent:
+    """The slope s of log y on log width at fixed depth (one intercept per depth), y ~ c_d w^s.
+
+    s = 0 means y does not depend on width once the depth is fixed (what muP aims at for eta*). The
+    interval resamples each cell's seeds, as ``fit_power_law`` does; with one seed per cell it is a point.
+    """
+
+    quantity: str
+    slope: float
+    slope_ci: tuple[float, float]
+    ci: float
+    n_cells: int
+    n_depths: int
+    n_values: int
+    n_dropped: int
+
+
+def width_exponent(
+    frame: pd.DataFrame, quantity: str = "eta_star", *, n_bootstrap: int = 1000, ci: float = 0.95, seed: int = 0
+) -> WidthExponent:
+    """Least squares of each cell's median log y on log width with a separate intercept per depth."""
+    cells, logs, n_dropped = cell_values(frame, quantity)
+    depths = np.sort(cells["depth"].unique())
+    spread = cells.groupby("depth")["width"].nunique()
+    if not (spread >= 2).any():
+        raise ValueError("a width exponent needs some depth with at least two widths")
+    log_w = np.log(cells["width"].to_numpy(float))
+    design = np.column_stack([log_w] + [(cells["depth"] == d).to_numpy(float) for d in depths])
+    log_y = np.array([np.median(values) for values in logs])
+    slope = np.linalg.lstsq(design, log_y, rcond=None)[0][0]
+    rng = np.random.default_rng(seed)
+    replicates = np.stack(
+        [np.median(values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))], axis=1) for values in logs],
+        axis=1,
+    )  # (B, cells)
+    boot = np.linalg.lstsq(design, replicates.T, rcond=None)[0][0]
+    tails = [50 * (1 - ci), 50 * (1 + ci)]
+    return WidthExponent(
+        quantity, float(slope), tuple(float(v) for v in np.percentile(boot, tails)), ci, len(cells), len(depths),
+        sum(len(values) for values in logs), n_dropped,
+    )  # fmt: skip

@@ -15,8 +15,9 @@ import seaborn as sns
 from matplotlib import ticker
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from milr_core.fit import PowerLawFit, fit_power_law, residuals
+from milr_core.fit import PowerLawFit, fit_power_law, residuals, width_exponent
 from milr_core.search import EtaStarResult, SeedSearch
 
 # One colour and marker per probe outcome, the same in every figure of the book.
@@ -579,11 +580,14 @@ def plot_eta_vs_sharpness(joined: pd.DataFrame, *, by: str | list[str] = "datase
     return fig
 
 
-def plot_eta_lambda_product(joined: pd.DataFrame, *, by: str | list[str] = "dataset", ncols: int = 3) -> Figure:
+def plot_eta_lambda_product(
+    joined: pd.DataFrame, *, by: str | list[str] = "dataset", ncols: int = 3, window: tuple[float, float] | None = None
+) -> Figure:
     """eta* x lambda_1 of every network against depth x width, one panel per group, coloured by depth.
 
     Constant if eta* and lambda_1 were inversely related; the dashed line is 2 (eta* = 2 / lambda_1) and
-    the dotted line the group's median product.
+    the dotted line the group's median product. ``window`` = (2, 4) shades the catapult window of
+    Lewkowycz et al. (2020) and draws its upper edge too (chapter 11).
     """
     groups = groups_of(joined, by)
     colors = depth_colors(joined["depth"])
@@ -594,6 +598,9 @@ def plot_eta_lambda_product(joined: pd.DataFrame, *, by: str | list[str] = "data
                    linewidths=0.5, zorder=3)  # fmt: skip
         ax.axhline(2.0, color="black", linestyle="--", linewidth=1)
         ax.axhline(rows["eta_lambda"].median(), color="0.4", linestyle=":", linewidth=1.2)
+        if window is not None:
+            ax.axhspan(*window, color="C1", alpha=0.15, linewidth=0)
+            ax.axhline(window[1], color="black", linestyle="-.", linewidth=1)
         spread = rows["eta_lambda"].max() / rows["eta_lambda"].min()
         ax.set(xscale="log", yscale="log", xlabel=r"depth $\times$ width",
                title=f"{group_label(key)}: max/min = {spread:.2g}")  # fmt: skip
@@ -601,6 +608,9 @@ def plot_eta_lambda_product(joined: pd.DataFrame, *, by: str | list[str] = "data
     axes[0].set_ylabel(r"$\eta^* \lambda_1$")
     extra = [plt.Line2D([], [], color="black", linestyle="--", label=r"$\eta^*\lambda_1 = 2$"),
              plt.Line2D([], [], color="0.4", linestyle=":", label="median")]
+    if window is not None:
+        extra += [plt.Line2D([], [], color="black", linestyle="-.", label=rf"$\eta^*\lambda_1 = {window[1]:g}$"),
+                  Patch(color="C1", alpha=0.3, label="catapult window")]  # fmt: skip
     depth_legend(fig, colors, extra)
     return fig
 
@@ -647,3 +657,133 @@ def late_ratio_table(frame: pd.DataFrame, by: str | list[str] = "dataset") -> pd
         networks=("ratio", "size"), ratio_median=("ratio", "median"), ratio_min=("ratio", "min"),
         ratio_max=("ratio", "max"), pretraining_below_t=("below_t", "sum"),
     )  # fmt: skip
+
+
+# Chapters 10-12, beyond the paper: eta* against width per parameterisation, catapult trajectories, and
+# held-out predictions of milr predict.
+
+
+def width_exponents_table(frame: pd.DataFrame, by: str | list[str] = ["dataset", "variant"], quantity: str = "eta_star") -> pd.DataFrame:  # noqa: B006
+    """Per group: the slope s of log eta* on log width at fixed depth (``fit.width_exponent``), with its interval.
+
+    s = 0: eta* does not depend on width at fixed depth (hyperparameter transfer across width).
+    """
+    rows = []
+    for key, group in groups_of(frame, by):
+        try:
+            w = width_exponent(group, quantity)
+        except ValueError as error:
+            rows.append({"group": group_label(key), "note": f"no fit: {error}"})
+            continue
+        one_seed = w.n_values == w.n_cells
+        rows.append({"group": group_label(key), "width slope": w.slope,
+                     "CI low": np.nan if one_seed else w.slope_ci[0], "CI high": np.nan if one_seed else w.slope_ci[1],
+                     "cells": w.n_cells, "depths": w.n_depths, "dropped": w.n_dropped,
+                     "note": "one seed per cell: no interval" if one_seed else ""})  # fmt: skip
+    return pd.DataFrame(rows).set_index("group")
+
+
+def plot_eta_vs_width(
+    frame: pd.DataFrame, *, by: str | list[str] = ["dataset", "variant"], quantity: str = "eta_star", ncols: int = 3  # noqa: B006
+) -> Figure:
+    """eta* against width at each depth (one line per depth through the cells' medians), one panel per group.
+
+    Flat lines mean eta* transfers across width at fixed depth; the panel's title gives the width slope
+    (``fit.width_exponent``). Panels do not share the y axis: parameterisations differ in eta*'s scale.
+    """
+    groups = groups_of(frame, by)
+    colors = depth_colors(frame["depth"])
+    fig, axes = panels(len(groups), ncols, sharey=False, width=4.0, height=3.4)
+    for ax, (key, rows) in zip(axes, groups):
+        values = pd.to_numeric(rows[quantity], errors="coerce").astype(float)
+        usable = np.isfinite(values) & (values > 0)
+        kept = rows.loc[usable, ["depth", "width"]].assign(value=values[usable])
+        for depth, color in colors.items():
+            seeds = kept[kept["depth"] == depth]
+            if seeds.empty:
+                continue
+            ax.scatter(seeds["width"], seeds["value"], color=color, s=14, alpha=0.45, linewidths=0)
+            cells = seeds.groupby("width")["value"].apply(lambda v: float(np.exp(np.median(np.log(v)))))
+            ax.plot(cells.index, cells.to_numpy(), color=color, marker="o", markersize=6, markeredgecolor="black",
+                    markeredgewidth=0.6, linewidth=1.4)  # fmt: skip
+        try:
+            w = width_exponent(rows, quantity, n_bootstrap=200)
+            slope = f"width slope {w.slope:+.2f}"
+        except ValueError:
+            slope = "no width slope"
+        if (~usable).any():
+            ax.text(0.97, 0.96, f"{int((~usable).sum())} of {len(rows)} searches did not converge",
+                    transform=ax.transAxes, ha="right", va="top", fontsize="x-small")  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel="width", title=f"{group_label(key)}: {slope}")
+        ax.title.set_fontsize("medium")
+        tidy_log_axes(ax)
+        ax.set_xticks(sorted(kept["width"].unique()))  # the grid's widths (powers of two) as labels
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    axes[0].set_ylabel(r"$\eta^*$" if quantity == "eta_star" else quantity)
+    depth_legend(fig, colors)
+    return fig
+
+
+def plot_catapult_trajectories(runs: list) -> Figure:
+    """Full-batch MSE training at a few learning rates: the loss per step (left, log scale) and lambda_1 over
+    steps (right) with each run's 2 / lr (dotted, its colour); ``runs`` holds ``catapult.CatapultTrajectory`` objects.
+
+    In the catapult window (2 <= lr lambda_1 < 4) the loss spikes, then falls as lambda_1 drops below 2 / lr;
+    below 2 / lambda_1 both move smoothly (Lewkowycz et al. 2020).
+    """
+    fig, (loss_ax, sharp_ax) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained")
+    for index, run in enumerate(runs):
+        color = f"C{index}"
+        label = rf"$\eta\lambda_1$ = {run.eta_lambda:.2g}"
+        loss_ax.plot(range(len(run.loss)), run.loss, color=color, linewidth=1.6, label=label)
+        sharp_ax.plot(run.lambda_steps, run.lambda_1, color=color, marker="o", markersize=4, linewidth=1.6, label=label)
+        sharp_ax.axhline(2 / run.lr, color=color, linestyle=":", linewidth=1.3)
+        if run.diverged_at is not None:
+            loss_ax.axvline(run.diverged_at, color=color, linestyle="--", linewidth=1)
+    loss_ax.set(yscale="log", xlabel="gradient-descent step", ylabel="training loss (MSE, full batch)",
+                title="loss")  # fmt: skip
+    sharp_ax.set(xlabel="gradient-descent step", ylabel=r"$\lambda_1$ (top Hessian eigenvalue)", ylim=(0, None),
+                 title=r"sharpness; dotted: $2/\eta$ of the run in its colour")  # fmt: skip
+    for ax, where in ((loss_ax, "best"), (sharp_ax, "center right")):
+        tidy_log_axes(ax)
+        ax.legend(loc=where, fontsize="small")
+    return fig
+
+
+def plot_held_out(table: pd.DataFrame, *, by: str | list[str] = "dataset", ncols: int = 3) -> Figure:
+    """Held-out predictions (``predict.leave_one_cell_out``) against the measured eta*, log-log, one panel per group.
+
+    Each cell: the prediction from the other cells with its interval (vertical bar; none where the other
+    cells leave no scatter), coloured by depth; a cell whose interval misses the measured value is ringed
+    in red. The solid line is perfect prediction, the dotted lines a factor 2 either way. The y axis spans the
+    points times or divided by 4: longer bars (few cells leave few degrees of freedom) run off the panel.
+    """
+    groups = groups_of(table, by)
+    colors = depth_colors(table["depth"])
+    fig, axes = panels(len(groups), ncols, sharey=False, width=4.2, height=3.8)
+    for ax, (key, rows) in zip(axes, groups):
+        for _, row in rows.iterrows():
+            color = colors[int(row["depth"])]
+            if np.isfinite(row["low"]):
+                ax.plot([row["measured"]] * 2, [row["low"], row["high"]], color=color, linewidth=1.2, alpha=0.7)
+            ax.scatter(row["measured"], row["predicted"], color=color, s=45, edgecolors="black", linewidths=0.5, zorder=3)
+            if row["covered"] is False:
+                ax.scatter(row["measured"], row["predicted"], s=140, facecolors="none", edgecolors="red",
+                           linewidths=1.4, zorder=4)  # fmt: skip
+        values = pd.concat([rows["measured"], rows["predicted"]])
+        span = np.geomspace(values.min() / 1.5, values.max() * 1.5, 20)
+        ax.plot(span, span, color="black", linewidth=1)
+        for factor in (0.5, 2.0):
+            ax.plot(span, factor * span, color="0.5", linestyle=":", linewidth=1)
+        covered = rows["covered"].dropna()
+        coverage = f"{int(covered.astype(bool).sum())}/{len(covered)} inside" if len(covered) else "no intervals"
+        ax.set(xscale="log", yscale="log", xlabel=r"measured $\eta^*$ (median over seeds)",
+               title=f"{group_label(key)}: {coverage}", ylim=(values.min() / 4, values.max() * 4))  # fmt: skip
+        tidy_log_axes(ax)
+    axes[0].set_ylabel(r"predicted $\eta^*$ (cell left out)")
+    extra = [plt.Line2D([], [], color="black", label="predicted = measured"),
+             plt.Line2D([], [], color="0.5", linestyle=":", label="factor 2"),
+             plt.Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="red",
+                        markersize=10, label="interval misses")]  # fmt: skip
+    depth_legend(fig, colors, extra)
+    return fig

@@ -153,3 +153,62 @@ def predict_eta_star(
         "settings": json.loads(settings_key(cells).iloc[0]),
     }
     return Prediction(dataset, depth, width, parameterisation, input_lr_factor, centre, interval, ci, summary, warnings)
+
+
+def leave_one_cell_out(
+    frame: pd.DataFrame,
+    dataset: str,
+    *,
+    parameterisation: str = "standard",
+    input_lr_factor: float = 0.1,
+    ci: float = 0.95,
+    n_bootstrap: int = 200,
+) -> pd.DataFrame:
+    """Each cell of one dataset predicted by ``predict_eta_star`` from the other cells of its group of settings.
+
+    The group is chosen once on all cells (``select_cells``), so leaving a cell out never switches groups.
+    One row per cell with a usable eta*: depth, width, d w, ``measured`` (the median over seeds on the log
+    scale, as the fit aggregates), ``predicted`` with its interval ``low`` / ``high`` (NaN when the other
+    cells leave no scatter), ``covered`` (None then), ``log_error`` = ln(predicted / measured), the number
+    of cells fitted and the prediction's warnings. Empty when fewer than three cells are usable.
+    """
+    cells, _ = select_cells(frame, dataset, parameterisation, input_lr_factor)
+    values = pd.to_numeric(cells["eta_star"], errors="coerce").astype(float)
+    usable = cells[np.isfinite(values) & (values > 0)]
+    rows = []
+    for (depth, width), held in usable.groupby(["depth", "width"], sort=True):
+        rest = usable[(usable["depth"] != depth) | (usable["width"] != width)]
+        if (rest["depth"] * rest["width"]).nunique() < 2:
+            continue
+        prediction = predict_eta_star(rest, dataset, int(depth), int(width), parameterisation=parameterisation,
+                                      input_lr_factor=input_lr_factor, ci=ci, n_bootstrap=n_bootstrap)  # fmt: skip
+        measured = float(np.exp(np.median(np.log(held["eta_star"].astype(float)))))
+        low, high = prediction.interval
+        rows.append({
+            "dataset": dataset, "depth": int(depth), "width": int(width), "dw": int(depth * width),
+            "measured": measured, "predicted": prediction.eta_star, "low": low, "high": high,
+            "covered": None if math.isnan(low) else bool(low <= measured <= high),
+            "log_error": math.log(prediction.eta_star / measured), "n_fitted": prediction.fit["n_cells"],
+            "warnings": prediction.warnings,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+SUMMARY_COLUMNS = ("cells", "with interval", "coverage", "mean |log error|", "max |log error|", "typical factor",
+                   "interval factor")  # fmt: skip
+
+
+def held_out_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset of a ``leave_one_cell_out`` table: cells, coverage of the intervals (over the cells that
+    have one), mean and largest |ln(predicted / measured)|, the factor exp(mean |log error|), and the
+    interval factor, the median over cells of sqrt(high / low) (the interval is prediction x/÷ it)."""
+    if table.empty:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    grouped = table.assign(abs_error=table["log_error"].abs()).groupby("dataset", sort=False)
+    summary = grouped.agg(cells=("abs_error", "size"), mean_error=("abs_error", "mean"), max_error=("abs_error", "max"))
+    summary["with interval"] = grouped["covered"].apply(lambda c: int(c.notna().sum()))
+    summary["coverage"] = grouped["covered"].apply(lambda c: float(c.dropna().astype(bool).mean()) if c.notna().any() else math.nan)
+    summary["typical factor"] = np.exp(summary["mean_error"])
+    summary["interval factor"] = grouped.apply(lambda g: float(np.sqrt(g["high"] / g["low"]).median()), include_groups=False)
+    summary = summary.rename(columns={"mean_error": "mean |log error|", "max_error": "max |log error|"})
+    return summary[list(SUMMARY_COLUMNS)]

@@ -255,3 +255,66 @@ def test_plot_bounds_ratios_to_the_ggn_eigenvalue():
     assert summary.loc["gaussians", "lower <= lambda_1(G) <= upper"] == pytest.approx(11 / 12)
     with pytest.raises(ValueError, match="bounds: true"):
         bounds_check(broken.drop(columns=["lower_bound"]))
+
+
+def test_width_exponents_table_and_eta_against_width():
+    frame = sweep_frame(datasets=("gaussians",), variants=("standard", "mup"), widths=(16, 32, 64))
+    flat = frame["variant"] == "mup"  # muP-like: eta* depends on depth only
+    frame.loc[flat, "eta_star"] = 8 / frame.loc[flat, "depth"] * np.exp(0.01 * frame.loc[flat, "seed"])
+    table = plot.width_exponents_table(frame)
+    assert list(table.index) == ["gaussians · standard", "gaussians · mup"]
+    assert table.loc["gaussians · standard", "width slope"] == pytest.approx(-0.5, abs=0.05)
+    assert table.loc["gaussians · mup", "width slope"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["gaussians · mup", "CI low"] <= 0 <= table.loc["gaussians · mup", "CI high"]
+    fig = plot.plot_eta_vs_width(frame)
+    assert len(fig.axes) == 2
+    standard, mup = fig.axes
+    assert len(standard.get_lines()) == 3 and n_points(standard) == 18  # a line per depth, a point per seed
+    assert "-0.50" in standard.get_title() and "0.00" in mup.get_title()
+    assert [int(t) for t in standard.get_xticks()] == [16, 32, 64]
+    one = plot.width_exponents_table(frame[frame["width"] == 16])
+    assert one["note"].str.startswith("no fit").all()
+
+
+def test_eta_lambda_product_with_the_catapult_window():
+    frame = sweep_frame(datasets=("gaussians",), seeds=(0,))
+    frame["eta_lambda"] = np.linspace(1.0, 6.0, len(frame))
+    fig = plot.plot_eta_lambda_product(frame, window=(2.0, 4.0))
+    ax = fig.axes[0]
+    levels = {round(float(line.get_ydata()[0]), 6) for line in ax.get_lines()}
+    assert {2.0, 4.0} <= levels and n_points(ax) == len(frame)
+    assert any(patch.get_y() == pytest.approx(2.0) and patch.get_height() == pytest.approx(2.0) for patch in ax.patches)
+    plain = plot.plot_eta_lambda_product(frame).axes[0]
+    assert not plain.patches and 4.0 not in {round(float(line.get_ydata()[0]), 6) for line in plain.get_lines()}
+
+
+def test_plot_catapult_trajectories_two_panels_with_two_over_lr():
+    from milr_core.catapult import CatapultTrajectory
+
+    lazy = CatapultTrajectory(0.01, 0, 64, [1.0, 0.8, 0.6, 0.5], [0, 2, 4], [100.0, 99.0, 98.0], [1.0, 0.6, 0.5], None)
+    spike = CatapultTrajectory(0.03, 0, 64, [1.0, 5.0, 0.4, 0.3], [0, 2, 4], [100.0, 40.0, 39.0], [1.0, 0.4, 0.3], None)
+    fig = plot.plot_catapult_trajectories([lazy, spike])
+    loss, sharp = fig.axes
+    assert loss.get_yscale() == "log" and [list(line.get_ydata()) for line in loss.get_lines()] == [lazy.loss, spike.loss]
+    curves = [line for line in sharp.get_lines() if len(line.get_xdata()) == 3]
+    assert [list(line.get_ydata()) for line in curves] == [lazy.lambda_1, spike.lambda_1]
+    edges = sorted(round(float(line.get_ydata()[0]), 6) for line in sharp.get_lines() if len(line.get_xdata()) == 2)
+    assert edges == pytest.approx([2 / 0.03, 2 / 0.01])
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == [r"$\eta\lambda_1$ = 1", r"$\eta\lambda_1$ = 3"]
+
+
+def test_plot_held_out_bars_rings_and_coverage_in_the_title():
+    table = pd.DataFrame({
+        "dataset": ["toy"] * 3 + ["other"] * 2, "depth": [1, 2, 4, 1, 2], "width": [16] * 5,
+        "measured": [1.0, 2.0, 4.0, 1.0, 1.0], "predicted": [1.1, 1.5, 9.0, 1.0, 1.2],
+        "low": [0.5, 1.0, 5.0, np.nan, np.nan], "high": [2.0, 3.0, 20.0, np.nan, np.nan],
+        "covered": [True, True, False, None, None],
+    })  # fmt: skip
+    fig = plot.plot_held_out(table)
+    toy, other = fig.axes[:2]
+    assert toy.get_title() == "toy: 2/3 inside" and other.get_title() == "other: no intervals"
+    bars = [line for line in toy.get_lines() if len(line.get_xdata()) == 2]
+    assert len(bars) == 3 and n_points(other) == 2
+    rings = [c for c in toy.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1
+             and np.allclose(c.get_edgecolor()[0][:3], (1, 0, 0))]  # fmt: skip
+    assert len(rings) == 1 and np.allclose(rings[0].get_offsets()[0], (4.0, 9.0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from milr_core import cli
-from milr_core.predict import eta_star_frame, predict_eta_star
+from milr_core.predict import eta_star_frame, held_out_summary, leave_one_cell_out, predict_eta_star
 from milr_core.store import ResultStore
 from milr_core.sweep import run_sweep
 
@@ -111,3 +111,20 @@ def test_the_largest_group_of_settings_is_used_and_the_others_named(tmp_path):
     assert prediction.eta_star == pytest.approx(50.0 * 120**-1.3, rel=1e-9) and prediction.fit["n_cells"] == 12
     assert prediction.warnings == ["2 groups of settings match; used the largest (12 cells, grid toy), not the others "
                                    "(grid sensitivity)"]  # fmt: skip
+
+
+def test_leave_one_cell_out_on_an_exact_law_and_its_summary(tmp_path):
+    frame = eta_star_frame(exact_store(tmp_path))
+    table = leave_one_cell_out(frame, "toy", n_bootstrap=20)
+    assert len(table) == len(DEPTHS) * len(WIDTHS) and (table["n_fitted"] == 11).all()
+    assert np.allclose(table["predicted"], table["measured"], rtol=1e-9) and np.allclose(table["log_error"], 0, atol=1e-9)
+    assert table["covered"].all()  # a zero-width interval around an exact prediction
+    far = table[(table["depth"] == 8) & (table["width"] == 64)].iloc[0]
+    assert any(w.startswith("d*w") for w in far["warnings"])  # the largest d w is outside the others' range
+    noisy = frame.copy()
+    noisy.loc[(noisy["depth"] == 2) & (noisy["width"] == 32), "eta_star"] *= 4.0
+    summary = held_out_summary(leave_one_cell_out(noisy, "toy", n_bootstrap=20)).loc["toy"]
+    assert summary["cells"] == 12 and summary["with interval"] == 12
+    assert summary["max |log error|"] == pytest.approx(np.log(4.0), rel=0.2) and summary["typical factor"] > 1
+    assert summary["interval factor"] > 1 and 0 < summary["coverage"] < 1  # the outlier misses its interval
+    assert held_out_summary(leave_one_cell_out(frame[frame["depth"] == 1], "toy")).loc["toy", "with interval"] == 0
