@@ -267,6 +267,31 @@ def fit_label(fit: PowerLawFit) -> str:
     return rf"fit: $\alpha$ = {fit.alpha:.2f} [{low:.2f}, {high:.2f}], $R^2$ = {fit.r2:.2f}"
 
 
+def draw_seeds_and_medians(ax, rows: pd.DataFrame, quantity: str, colors: dict, x: str, connect: bool) -> pd.DataFrame:
+    """One small point per seed and a large point per cell (median over seeds on the log scale, as the fits
+    aggregate), coloured by depth, against column ``x`` ("dw" or "width"); ``connect`` joins each depth's
+    medians by a line. Notes how many searches did not converge (they cannot sit on a log axis) and
+    returns the drawn rows (depth, width, dw, value)."""
+    values = pd.to_numeric(rows[quantity], errors="coerce").astype(float)
+    usable = np.isfinite(values) & (values > 0)
+    kept = rows.loc[usable, ["depth", "width"]].assign(dw=rows["depth"] * rows["width"], value=values[usable])
+    for depth, color in colors.items():
+        seeds = kept[kept["depth"] == depth]
+        if seeds.empty:
+            continue
+        ax.scatter(seeds[x], seeds["value"], color=color, s=15, alpha=0.45, linewidths=0)
+        cells = seeds.groupby(x)["value"].apply(lambda v: float(np.exp(np.median(np.log(v)))))
+        if connect:
+            ax.plot(cells.index, cells.to_numpy(), color=color, marker="o", markersize=7, markeredgecolor="black",
+                    markeredgewidth=0.7, linewidth=1.4, zorder=3)  # fmt: skip
+        else:
+            ax.scatter(cells.index, cells.to_numpy(), color=color, s=60, edgecolors="black", linewidths=0.7, zorder=3)
+    if (~usable).any():
+        ax.text(0.97, 0.96, f"{int((~usable).sum())} of {len(rows)} searches did not converge",
+                transform=ax.transAxes, ha="right", va="top", fontsize="x-small")  # fmt: skip
+    return kept
+
+
 def plot_power_law(
     frame: pd.DataFrame, fits: dict, *, by: str | list[str] = "dataset", quantity: str = "eta_star", ncols: int = 3
 ) -> Figure:
@@ -281,25 +306,13 @@ def plot_power_law(
     colors = depth_colors(frame["depth"])
     fig, axes = panels(len(groups), ncols)
     for ax, (key, rows) in zip(axes, groups):
-        values = pd.to_numeric(rows[quantity], errors="coerce").astype(float)
-        usable = np.isfinite(values) & (values > 0)
-        kept = rows.loc[usable, ["depth", "width"]].assign(dw=rows["depth"] * rows["width"], value=values[usable])
-        for depth, color in colors.items():
-            seeds = kept[kept["depth"] == depth]
-            if seeds.empty:
-                continue
-            ax.scatter(seeds["dw"], seeds["value"], color=color, s=16, alpha=0.45, linewidths=0)
-            cells = seeds.groupby("dw")["value"].apply(lambda v: float(np.exp(np.median(np.log(v)))))
-            ax.scatter(cells.index, cells.to_numpy(), color=color, s=60, edgecolors="black", linewidths=0.7, zorder=3)
+        kept = draw_seeds_and_medians(ax, rows, quantity, colors, "dw", connect=False)
         if key in fits and not kept.empty:
             xs = np.geomspace(kept["dw"].min(), kept["dw"].max(), 50)
             ax.plot(xs, fits[key].predict(xs), color="black", linestyle="--", linewidth=1.2, label=fit_label(fits[key]))
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="x-small", frameon=False)
         else:
             ax.text(0.03, 0.04, "no power-law fit (too few cells)", transform=ax.transAxes, fontsize="small")
-        if (~usable).any():
-            ax.text(0.97, 0.96, f"{int((~usable).sum())} of {len(rows)} searches did not converge",
-                    transform=ax.transAxes, ha="right", va="top", fontsize="x-small")  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel=r"depth $\times$ width", title=group_title(key, rows))
         log_ticks(ax.xaxis)
         log_ticks(ax.yaxis)
@@ -695,25 +708,12 @@ def plot_eta_vs_width(
     colors = depth_colors(frame["depth"])
     fig, axes = panels(len(groups), ncols, sharey=False, width=4.0, height=3.4)
     for ax, (key, rows) in zip(axes, groups):
-        values = pd.to_numeric(rows[quantity], errors="coerce").astype(float)
-        usable = np.isfinite(values) & (values > 0)
-        kept = rows.loc[usable, ["depth", "width"]].assign(value=values[usable])
-        for depth, color in colors.items():
-            seeds = kept[kept["depth"] == depth]
-            if seeds.empty:
-                continue
-            ax.scatter(seeds["width"], seeds["value"], color=color, s=14, alpha=0.45, linewidths=0)
-            cells = seeds.groupby("width")["value"].apply(lambda v: float(np.exp(np.median(np.log(v)))))
-            ax.plot(cells.index, cells.to_numpy(), color=color, marker="o", markersize=6, markeredgecolor="black",
-                    markeredgewidth=0.6, linewidth=1.4)  # fmt: skip
+        kept = draw_seeds_and_medians(ax, rows, quantity, colors, "width", connect=True)
         try:
             w = width_exponent(rows, quantity, n_bootstrap=200)
             slope = f"width slope {w.slope:+.2f}"
         except ValueError:
             slope = "no width slope"
-        if (~usable).any():
-            ax.text(0.97, 0.96, f"{int((~usable).sum())} of {len(rows)} searches did not converge",
-                    transform=ax.transAxes, ha="right", va="top", fontsize="x-small")  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel="width", title=f"{group_label(key)}: {slope}")
         ax.title.set_fontsize("medium")
         tidy_log_axes(ax)
