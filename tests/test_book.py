@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import skip_unless_required
 import yaml
 
 from milr_core.reproduce import INJECTED_TAG, PROFILES, ReproduceError, read_notebook, reproduce, strip_all
@@ -79,10 +80,11 @@ def test_toc_notebooks_are_committable_ipynb():
             assert not ignored, f"{entry} is git-ignored, so Colab could not open it"
 
 
+@pytest.mark.slow  # reads the built book, so it runs after the build in `make test`
 def test_built_launch_links_end_in_ipynb():
     pages = sorted((ROOT / "_build" / "html" / "notebooks").glob("*.html"))
     if not pages:
-        pytest.skip("no built book at _build/html: run bash scripts/build_book.sh")
+        skip_unless_required("no built book at _build/html: run bash scripts/build_book.sh")
     for page in pages:
         links = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page.read_text())
         assert links, f"{page.name} has no Colab launch link"

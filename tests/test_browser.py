@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
 import pytest
+from conftest import skip_unless_required
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "_build" / "html"
@@ -46,7 +47,7 @@ def built_pages() -> list[str]:
 def site():
     """The base URL of ``_build/html`` served over HTTP on 127.0.0.1 from a background thread."""
     if not (SITE / "index.html").exists():
-        pytest.skip("no built book at _build/html: run bash scripts/build_book.sh first")
+        skip_unless_required("no built book at _build/html: run bash scripts/build_book.sh first")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -63,9 +64,12 @@ def site():
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium with a fresh profile, recording the console at every level."""
-    webdriver = pytest.importorskip("selenium.webdriver")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        skip_unless_required("needs selenium: pip install selenium")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver")
+        skip_unless_required(f"needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver")
     with tempfile.TemporaryDirectory(prefix="milr-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
