@@ -133,7 +133,7 @@ class CatapultTrajectory:
 
     @property
     def eta_lambda(self) -> float:
-        """lr x lambda_1 at init: where the run sits against 2 and 4."""
+        """The product of the LR and lambda_1 at init, which places the run against 2 and 4."""
         return self.lr * self.lambda_1[0]
 
     def to_dict(self) -> dict:

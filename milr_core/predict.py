@@ -200,7 +200,7 @@ SUMMARY_COLUMNS = ("cells", "with interval", "coverage", "mean |log error|", "ma
 
 def held_out_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per dataset of a ``leave_one_cell_out`` table: cells, coverage of the intervals (over the cells that
-    have one), mean and largest |ln(predicted / measured)|, the factor exp(mean |log error|), and the
+    have one), mean and largest ``|ln(predicted / measured)|``, the factor ``exp(mean |log error|)``, and the
     interval factor, the median over cells of sqrt(high / low) (the interval is prediction x/÷ it)."""
     if table.empty:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
