@@ -191,9 +191,10 @@ def train_replicas(
     x_val = dataset.x_val.to(device=device, dtype=dtype)
     y_val = dataset.y_val.to(device=device)
 
-    orders = {
-        s: batch_order(s, n_train, train.batch_size, first_step + steps)[first_step:].to(device) for s in set(seeds)
-    }
+    orders = {s: batch_order(s, n_train, train.batch_size, first_step + steps)[first_step:] for s in set(seeds)}
+    # Each replica gets its own (B, in) slice, even when seeds agree, so that a replica's arithmetic is the
+    # same whichever replicas it shares the probe with (a seed's result is independent of batching).
+    replica_orders = torch.stack([orders[s] for s in seeds]).to(device)  # (K, steps, B)
     start = init_params(net, seeds, dtype, device) if init is None else [p.detach().to(device, dtype).clone() for p in init]
     params = [p.requires_grad_() for p in start]
     multipliers = parameter_lr_multipliers(net)
@@ -204,9 +205,7 @@ def train_replicas(
     window_losses: list[torch.Tensor] = []
 
     for step in range(1, steps + 1):
-        # Each replica gets its own (B, in) slice, even when seeds agree, so that a replica's arithmetic
-        # is the same whichever replicas it shares the probe with (a seed's result is independent of batching).
-        batch = torch.stack([orders[seeds[i]][step - 1] for i in active])
+        batch = replica_orders[:, step - 1]  # (K active, B)
         losses = per_replica_loss(forward(net, params, x_train[batch]), y_train[batch], train.loss)
         grads = torch.autograd.grad(losses.sum(), params)
         with torch.no_grad():
@@ -248,6 +247,7 @@ def train_replicas(
             rows = torch.tensor(keep, device=device)
             params = [p.detach()[rows].requires_grad_() for p in params]
             lr_column = lr_column[rows]
+            replica_orders = replica_orders[rows]
             active = [active[row] for row in keep]
     if not keep_params:
         return outcomes, None
