@@ -292,7 +292,8 @@ def lanczos(
     spends one more product on the true residual of the Ritz vector, which is what is reported.
     """
     n_steps = min(max_iter, operator.n_params)
-    basis = q.new_empty(n_steps, operator.n_params)
+    # Grown by doubling: a few dozen vectors usually suffice, and max_iter x n_params can exceed the device.
+    basis = q.new_empty(min(n_steps, 32), operator.n_params)
     basis[0] = q / q.norm()
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
@@ -306,6 +307,8 @@ def lanczos(
         theta, s = top_ritz_pair(alphas, betas)
         if abs(betas[-1].item() * s[-1].item()) <= tol * abs(theta) or m + 1 == n_steps:
             break
+        if m + 1 == basis.shape[0]:
+            basis = torch.cat([basis, torch.empty_like(basis)[: n_steps - basis.shape[0]]])
         basis[m + 1] = w / betas[-1]
     vector = basis[: m + 1].T @ s.to(device=q.device, dtype=q.dtype)
     vector = vector / vector.norm()
