@@ -47,7 +47,7 @@ class Claim:
 
 def describe(fit: PowerLawFit, symbol: str = "alpha") -> str:
     value, (low, high) = (fit.alpha, fit.alpha_ci) if symbol == "alpha" else (fit.exponent, fit.exponent_ci)
-    interval = f"[{low:.3f}, {high:.3f}]" if fit.n_values > fit.n_cells else "(one seed per cell: no interval)"
+    interval = f"[{low:.3f}, {high:.3f}]" if fit.has_interval else "(one seed per cell: no interval)"
     return f"{symbol} = {value:.3f} {interval}, R^2 = {fit.r2:.3f} ({fit.n_cells} cells)"
 
 

@@ -41,6 +41,11 @@ class PowerLawFit:
     n_dropped: int
 
     @property
+    def has_interval(self) -> bool:
+        """Whether the seed bootstrap had anything to resample: with one seed per cell its interval is a point."""
+        return self.n_values > self.n_cells
+
+    @property
     def alpha(self) -> float:
         """The paper's eta* exponent, in eta* ~ c (d w)^(-alpha)."""
         return -self.exponent

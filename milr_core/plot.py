@@ -182,14 +182,9 @@ def fit_each(
     return fits, skipped
 
 
-def has_interval(fit: PowerLawFit) -> bool:
-    """Whether the seed bootstrap had anything to resample: with one seed per cell its interval is a point."""
-    return fit.n_values > fit.n_cells
-
-
 def ci(fit: PowerLawFit) -> tuple[float, float]:
-    """alpha's bootstrap interval, NaN where the fit has none (``has_interval``)."""
-    return fit.alpha_ci if has_interval(fit) else (np.nan, np.nan)
+    """alpha's bootstrap interval, NaN where the fit has none (``PowerLawFit.has_interval``)."""
+    return fit.alpha_ci if fit.has_interval else (np.nan, np.nan)
 
 
 def fits_table(fits: dict, skipped: dict | None = None) -> pd.DataFrame:
@@ -197,7 +192,7 @@ def fits_table(fits: dict, skipped: dict | None = None) -> pd.DataFrame:
     rows = [
         {"group": group_label(key), "alpha": fit.alpha, "alpha CI low": ci(fit)[0], "alpha CI high": ci(fit)[1],
          "c": fit.c, "R^2": fit.r2, "cells": fit.n_cells, "values": fit.n_values, "dropped": fit.n_dropped,
-         "note": "" if has_interval(fit) else "one seed per cell: no interval"}
+         "note": "" if fit.has_interval else "one seed per cell: no interval"}
         for key, fit in fits.items()
     ] + [{"group": group_label(key), "note": f"no fit: {why}"} for key, why in (skipped or {}).items()]  # fmt: skip
     return pd.DataFrame(rows).set_index("group")
@@ -262,7 +257,7 @@ def group_title(key, rows: pd.DataFrame) -> str:
 def fit_label(fit: PowerLawFit) -> str:
     """alpha with its interval and R^2; no interval where every cell has one seed (the bootstrap has nothing to resample)."""
     low, high = fit.alpha_ci
-    if not has_interval(fit):
+    if not fit.has_interval:
         return rf"fit: $\alpha$ = {fit.alpha:.2f} (one seed per cell: no interval), $R^2$ = {fit.r2:.2f}"
     return rf"fit: $\alpha$ = {fit.alpha:.2f} [{low:.2f}, {high:.2f}], $R^2$ = {fit.r2:.2f}"
 
@@ -358,10 +353,10 @@ def plot_exponents(fits: dict, *, title: str | None = None) -> Figure:
     labels = [group_label(key) for key in fits]
     fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.45 * max(len(fits), 1)), layout="constrained")
     for row, fit in enumerate(fits.values()):
-        low, high = fit.alpha_ci if has_interval(fit) else (fit.alpha, fit.alpha)
+        low, high = fit.alpha_ci if fit.has_interval else (fit.alpha, fit.alpha)
         ax.errorbar(fit.alpha, row, xerr=[[fit.alpha - low], [high - fit.alpha]], fmt="o", color="C0", capsize=4,
-                    markerfacecolor="C0" if has_interval(fit) else "white")  # fmt: skip
-        note = "" if has_interval(fit) else ", one seed: no interval"
+                    markerfacecolor="C0" if fit.has_interval else "white")  # fmt: skip
+        note = "" if fit.has_interval else ", one seed: no interval"
         ax.annotate(f"$R^2$ {fit.r2:.2f}, {fit.n_cells} cells{note}", (high, row), xytext=(6, 0),
                     textcoords="offset points", va="center", fontsize="x-small")  # fmt: skip
     ax.set_yticks(range(len(labels)), labels)
@@ -457,9 +452,10 @@ def exponents_table(frame: pd.DataFrame, quantities: list[str], by: str | list[s
     for quantity in quantities:
         fits, skipped = fit_each(frame, by, quantity)
         rows += [{"group": group_label(key), "quantity": quantity, "exponent": fit.exponent,
-                  "CI low": fit.exponent_ci[0], "CI high": fit.exponent_ci[1], "R^2": fit.r2, "cells": fit.n_cells,
+                  "CI low": fit.exponent_ci[0] if fit.has_interval else np.nan,
+                  "CI high": fit.exponent_ci[1] if fit.has_interval else np.nan, "R^2": fit.r2, "cells": fit.n_cells,
                   "values": fit.n_values, "dropped": fit.n_dropped,
-                  "note": "" if fit.n_values > fit.n_cells else "one seed per cell: no bootstrap interval"}
+                  "note": "" if fit.has_interval else "one seed per cell: no bootstrap interval"}
                  for key, fit in fits.items()]  # fmt: skip
         rows += [{"group": group_label(key), "quantity": quantity, "note": f"no fit: {why}"} for key, why in skipped.items()]
     return pd.DataFrame(rows).set_index(["group", "quantity"])
