@@ -42,7 +42,7 @@ class PowerLawFit:
 
     @property
     def has_interval(self) -> bool:
-        """Whether the seed bootstrap had anything to resample: with one seed per cell its interval is a point."""
+        """True when the seed bootstrap had anything to resample (with one seed per cell the interval is a point)."""
         return self.n_values > self.n_cells
 
     @property
