@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -100,7 +100,21 @@ class ProbeOutcome:
         return self.accuracy[-1][1] if self.accuracy else float("nan")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The probe's record for ledgers and result stores: the ends of its curves, not the curves.
+
+        The curves (one point per ``eval_every`` steps) are what chapter 1 plots from a live search; a
+        stored record keeps what the searches, fits and figures read, so that a paper grid's store stays
+        a few MB.
+        """
+        return {
+            "lr": self.lr,
+            "seed": self.seed,
+            "outcome": self.outcome,
+            "steps": self.steps,
+            "final_accuracy": self.final_accuracy if self.accuracy else None,
+            "best_accuracy": max(value for _, value in self.accuracy) if self.accuracy else None,
+            "final_loss": self.loss[-1][1] if self.loss else None,
+        }
 
 
 def validate_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:

@@ -12,7 +12,7 @@ A record is a dict with these keys (``sweep.py`` builds them):
 - ``cell``: everything that determines the result (what the hash is taken of);
 - ``labels``: names that do not change the result (grid and variant name), as first written;
 - ``result``: the summary of the computation (eta*, bracket, ... or the sharpness);
-- ``ledger``: one compact dict per probe (empty for sharpness cells);
+- ``ledger``: one compact dict per probe, ``ProbeOutcome.to_dict`` (the ends of its curves; empty for sharpness cells);
 - ``provenance``: git commit, torch version, device name, wall time, UTC timestamp, engine version (and,
   from a sweep, ``seeds_batched``: the wall time is that of the one call that computed that many seeds).
 """

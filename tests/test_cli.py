@@ -25,7 +25,7 @@ def test_eta_star_prints_a_json_result_per_seed(capsys, tmp_path):
         if seed["status"] == "converged":
             lo, hi = seed["bracket"]
             assert seed["eta_star"] == lo and hi / lo <= 1.1
-        assert seed["ledger"] and {"lr", "outcome", "steps", "accuracy"} <= set(seed["ledger"][0])
+        assert seed["ledger"] and {"lr", "outcome", "steps", "final_accuracy", "final_loss"} <= set(seed["ledger"][0])
     assert json.loads(out.read_text()) == result
 
 

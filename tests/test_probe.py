@@ -44,6 +44,9 @@ def test_replica_stops_when_it_reaches_the_threshold(gaussians):
     assert good.outcome == "success" and good.final_accuracy >= 0.8 and good.steps < 300
     assert good.steps % 5 == 0
     assert slow.outcome == "budget" and slow.steps == 300
+    record = slow.to_dict()  # what a store keeps: the ends of the curves, not the curves
+    assert record["final_accuracy"] == slow.accuracy[-1][1] and record["final_loss"] == slow.loss[-1][1]
+    assert record["best_accuracy"] == max(acc for _, acc in slow.accuracy) and "accuracy" not in record
 
 
 def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching(gaussians):
