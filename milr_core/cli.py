@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser("reproduce", help="execute every notebook with papermill")
     reproduce.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
     reproduce.add_argument("--only", help="run only the notebook with this name")
+    reproduce.add_argument(
+        "--compute", action=argparse.BooleanOptionalAction, default=None,
+        help="compute the cells the profile's store lacks (--no-compute: read the store only); "
+        "default: MILR_COMPUTE, else smoke computes and paper only reads",
+    )  # fmt: skip
     return parser
 
 
@@ -223,7 +228,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 def run_reproduce(args: argparse.Namespace) -> dict:
     from milr_core.reproduce import reproduce
 
-    return reproduce(profile=args.profile, only=args.only)
+    return reproduce(profile=args.profile, only=args.only, compute=args.compute)
 
 
 COMMANDS = {

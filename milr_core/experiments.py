@@ -4,7 +4,13 @@ Each experiment is a YAML file in ``milr_core/grids/`` with one list of sweep gr
 
 - ``smoke``: tiny grids that run live on a CPU in seconds to a few minutes (CI, a first look);
 - ``paper``: the full grids (our choice of depths, widths, seeds and budgets; the paper's are not
-  known). Cells already in the committed store are loaded, missing ones computed on the device.
+  known), computed on a GPU and committed. By default this profile only *reads* the store: a CPU
+  machine renders the committed cells and never starts hours of training; figures built from a grid
+  with missing cells say so in their captions.
+
+Whether missing cells are computed: ``run_experiment(..., compute=...)``, else the environment
+variable ``MILR_COMPUTE`` ("1" or "0"; ``milr reproduce --compute`` sets it for the notebooks), else
+the profile's default (``smoke``: compute; ``paper``: read only).
 
 Every profile has its own store, ``<results root>/<profile>/``, shared by all experiments: a cell
 that two chapters need (the same hash) is computed once. The results root is ``$MILR_RESULTS`` if
@@ -20,10 +26,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from milr_core.sweep import GridError, load_grid, run_sweep
+from milr_core.store import ResultStore
+from milr_core.sweep import GridError, expand, load_datasets, load_grid, run_sweep
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 PROFILES = ("smoke", "paper")
+COMPUTES_BY_DEFAULT = {"smoke": True, "paper": False}
 
 
 def experiments() -> list[str]:
@@ -52,15 +60,59 @@ def experiment_grids(name: str, profile: str) -> list[dict]:
     return [load_grid(grid) for grid in profiles[profile]]
 
 
-def run_experiment(name: str, profile: str = "smoke", *, device: str = "auto", executor: str = "local") -> pd.DataFrame:
-    """Every cell of the experiment's grids (computed if the store lacks it), one tidy frame with a profile column."""
+def computes_missing(profile: str, compute: bool | None = None) -> bool:
+    """Whether cells missing from the profile's store are computed (see the module docstring)."""
+    if compute is not None:
+        return compute
+    setting = os.environ.get("MILR_COMPUTE", "")
+    if setting not in ("", "0", "1"):
+        raise ValueError(f"MILR_COMPUTE must be 1 (compute missing cells) or 0 (read the store only), got {setting!r}")
+    return COMPUTES_BY_DEFAULT[profile] if setting == "" else setting == "1"
+
+
+def run_experiment(
+    name: str, profile: str = "smoke", *, compute: bool | None = None, device: str = "auto", executor: str = "local"
+) -> pd.DataFrame:
+    """The experiment's cells as one tidy frame with a profile column: every cell if ``compute``, else the stored ones.
+
+    Raises ``LookupError`` when nothing is to be computed and the store holds none of the cells.
+    """
+    grids = experiment_grids(name, profile)
+    compute = computes_missing(profile, compute)
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    grids = experiment_grids(name, profile)
     store = results_root() / profile
-    frames = [run_sweep(grid, store, executor=executor, device=device, resume=True) for grid in grids]
-    frame = pd.concat(frames, ignore_index=True)
+    frames = [run_sweep(grid, store, executor=executor, device=device, compute=compute) for grid in grids]
+    frame = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
+    if frame.empty:
+        raise LookupError(
+            f"the {profile!r} store {store} holds none of experiment {name!r}'s cells; compute them on a GPU "
+            f"(MILR_COMPUTE=1 milr reproduce --profile {profile}, or milr sweep on milr_core/grids/{name}.yaml)"
+        )
     frame["profile"] = profile
     return frame
+
+
+def coverage(profile: str) -> pd.DataFrame:
+    """How much of each grid of every experiment the profile's store holds, and on which devices it was computed.
+
+    One row per grid: experiment, grid, cells, stored, the widths and depths of the stored cells, and
+    the devices (with torch versions) named in their provenance. Computes nothing.
+    """
+    store = ResultStore(results_root() / profile)
+    rows = []
+    for name in experiments():
+        for grid in experiment_grids(name, profile):
+            cells = expand(grid, load_datasets(grid))
+            records = [store.get(cell.hash) for cell in cells if store.has(cell.hash)]
+            widths = sorted({r["cell"]["width"] for r in records})
+            depths = sorted({r["cell"]["depth"] for r in records})
+            devices = sorted({f"{r['provenance']['device']} (torch {r['provenance']['torch']})" for r in records})
+            rows.append({
+                "experiment": name, "grid": grid["name"], "cells": len(cells), "stored": len(records),
+                "widths": ", ".join(map(str, widths)), "depths": ", ".join(map(str, depths)),
+                "devices": "; ".join(devices),
+            })  # fmt: skip
+    return pd.DataFrame(rows)

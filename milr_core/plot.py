@@ -91,7 +91,36 @@ def frame_provenance(frame: pd.DataFrame) -> str:
         seed_text = next(iter(seeds.values()))
     else:
         seed_text = "; ".join(f"{s} ({name})" for name, s in seeds.items())
-    return f"Data: {', '.join(parts)}. Profile: {profiles}. Seeds: {seed_text}."
+    return f"Data: {', '.join(parts)}. Profile: {profiles}. Seeds: {seed_text}.{coverage_note(frame)}{devices_note(frame)}"
+
+
+def coverage_note(frame: pd.DataFrame) -> str:
+    """The caption's sentence naming each grid whose store lacks cells (``run_sweep``'s grid_cells and
+    grid_stored), with the widths and depths it does hold; empty when every grid is complete."""
+    if not {"grid", "grid_cells", "grid_stored"} <= set(frame.columns):
+        return ""
+    partial = [
+        f"`{name}` {int(rows['grid_stored'].iloc[0])} of {int(rows['grid_cells'].iloc[0])} cells "
+        f"(widths {span(rows['width'])}, depths {span(rows['depth'])})"
+        for name, rows in frame.groupby("grid", sort=False)
+        if rows["grid_stored"].iloc[0] < rows["grid_cells"].iloc[0]
+    ]
+    if not partial:
+        return ""
+    return f" **Partial grids, the missing cells not yet computed:** {'; '.join(partial)}."
+
+
+def span(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def devices_note(frame: pd.DataFrame) -> str:
+    """The caption's sentence naming the devices and torch versions that computed the records (provenance)."""
+    if not {"provenance.device", "provenance.torch"} <= set(frame.columns):
+        return ""
+    pairs = frame[["provenance.device", "provenance.torch"]].drop_duplicates().itertuples(index=False)
+    return f" Computed on: {'; '.join(f'{device} (torch {torch})' for device, torch in pairs)}."
 
 
 def seed_search(result: EtaStarResult, seed: int | None) -> SeedSearch:

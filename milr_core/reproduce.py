@@ -116,14 +116,32 @@ def failure_message(notebook: Path, error: PapermillExecutionError) -> str:
     )
 
 
+@contextlib.contextmanager
+def compute_setting(compute: bool | None) -> Iterator[None]:
+    """Set ``MILR_COMPUTE`` (read by ``run_experiment`` in the kernels) while the context is open; None: leave it."""
+    previous = os.environ.get("MILR_COMPUTE")
+    if compute is not None:
+        os.environ["MILR_COMPUTE"] = "1" if compute else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MILR_COMPUTE", None)
+        else:
+            os.environ["MILR_COMPUTE"] = previous
+
+
 def reproduce(
     profile: str = "smoke",
     only: str | None = None,
     notebooks_dir: str | Path = "notebooks",
     kernel: str = "python3",
+    compute: bool | None = None,
 ) -> dict[str, float]:
     """Sync and execute every notebook (or ``only`` one) with ``profile``; returns notebook -> seconds.
 
+    compute=True has the notebooks compute the cells their profile's store lacks, compute=False has
+    them read the store only; None leaves it to ``MILR_COMPUTE`` or the profile (``run_experiment``).
     The executed notebooks overwrite the paired ``.ipynb`` files with outputs; ``strip_all`` restores
     the committed, inputs-only state.
     """
@@ -134,7 +152,7 @@ def reproduce(
         raise ValueError(f"no notebooks (*.md) in {notebooks_dir}")
     cwd = Path(notebooks_dir).resolve().parent
     seconds: dict[str, float] = {}
-    with interpreter_kernel(kernel):
+    with interpreter_kernel(kernel), compute_setting(compute):
         for source in (bar := tqdm(sources, desc="notebooks", unit="notebook")):
             bar.set_postfix_str(source.stem)
             notebook = sync_ipynb(source)

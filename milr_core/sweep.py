@@ -458,13 +458,17 @@ def run_sweep(
     device: str = "cpu",
     resume: bool = True,
     progress: bool = True,
+    compute: bool = True,
 ) -> pd.DataFrame:
     """Compute the grid's cells missing from ``store``, writing each as it finishes; returns the grid's frame.
 
     resume=True skips the cells already in the store (a killed sweep continues where it stopped).
     resume=False refuses to run if the store holds any of the grid's cells, so that a sweep never
-    silently mixes with an earlier one: use a fresh store, or resume. The frame is ``ResultStore.to_frame``
-    of the grid's cells, in grid order, labelled with this grid's name and variant names.
+    silently mixes with an earlier one: use a fresh store, or resume. compute=False computes nothing:
+    the frame then holds the stored cells only (a CPU machine rendering a GPU-sized grid's committed
+    store). The frame is ``ResultStore.to_frame`` of the grid's cells, in grid order, labelled with this
+    grid's name and variant names, and with ``grid_cells`` (the grid's size) and ``grid_stored`` (how
+    many of its cells the frame holds), so that a figure can say that it shows part of a grid.
     """
     grid = load_grid(grid)
     if executor not in EXECUTORS:
@@ -480,7 +484,7 @@ def run_sweep(
             f"{results.path} already holds {len(finished)} of the {len(cells)} cells of grid {grid['name']!r}; "
             "pass resume=True (--resume) to skip them, or use a fresh store"
         )
-    todo = [cell for cell in cells if cell.hash not in finished]
+    todo = [cell for cell in cells if cell.hash not in finished] if compute else []
     bar = tqdm(total=len(cells), initial=len(finished), desc=grid["name"], unit="cell", disable=not progress)
 
     def write(records: list[dict]) -> None:
@@ -492,9 +496,11 @@ def run_sweep(
         EXECUTORS[executor](seed_groups(todo), datasets, device, write)
     finally:
         bar.close()
-    frame = results.to_frame([cell.hash for cell in cells])
+    present = [cell for cell in cells if results.has(cell.hash)]
+    frame = results.to_frame([cell.hash for cell in present])
     frame["grid"] = grid["name"]
-    frame["variant"] = [cell.labels["variant"] for cell in cells]
+    frame["variant"] = [cell.labels["variant"] for cell in present]
+    frame["grid_cells"], frame["grid_stored"] = len(cells), len(present)
     return frame
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the book: execute every notebook (profile MILR_PROFILE, default smoke), then render it with
-# Sphinx warnings as errors. Used by .ci/run, the README and .github/workflows/book.yml alike.
+# Build the book: execute every notebook (profile MILR_PROFILE, default paper: the committed result
+# store, read only unless MILR_COMPUTE=1), then render it with Sphinx warnings as errors. Used by
+# `make book`, `make test` and .github/workflows/book.yml alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-milr reproduce --profile "${MILR_PROFILE:-smoke}"
+milr reproduce --profile "${MILR_PROFILE:-paper}"
 jupyter-book build . -W -n --keep-going
 if [[ ! -f _build/html/index.html ]]; then
   echo "error: jupyter-book produced no _build/html/index.html" >&2

@@ -1,6 +1,7 @@
 """The book's sources: notebook pairs in sync, parameters cells, launch links, and reproduce's failure report."""
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -92,7 +93,8 @@ def test_built_launch_links_end_in_ipynb():
 
 
 @pytest.mark.slow
-def test_reproduce_names_the_failing_notebook_and_cell_then_strips(tmp_path):
+def test_reproduce_names_the_failing_notebook_and_cell_then_strips(tmp_path, monkeypatch):
+    monkeypatch.delenv("MILR_COMPUTE", raising=False)
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     header = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
@@ -101,13 +103,14 @@ def test_reproduce_names_the_failing_notebook_and_cell_then_strips(tmp_path):
         params = '```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = "smoke"\n```\n\n'
         (notebooks / name).write_text(f"{header}\n{params}```{{code-cell}} ipython3\n{body}\n```\n")
 
-    write("01_ok.md", f"import sys\nassert sys.executable == {sys.executable!r}\nprint(profile)")
+    write("01_ok.md", f"import os, sys\nassert sys.executable == {sys.executable!r}\nprint(profile, os.environ.get('MILR_COMPUTE'))")
     write("02_fails.md", "x = 1\n1 / 0")
     with pytest.raises(ReproduceError, match=r"02_fails\.ipynb failed in cell \d+[\s\S]*1 / 0[\s\S]*ZeroDivisionError"):
-        reproduce(profile="paper", notebooks_dir=notebooks)
+        reproduce(profile="paper", notebooks_dir=notebooks, compute=False)
 
     executed = nbformat.read(notebooks / "01_ok.ipynb", as_version=4)
-    assert any("paper" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert any("paper 0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "MILR_COMPUTE" not in os.environ  # the kernels' setting does not outlive the run
     assert strip_all(notebooks) == [notebooks / "01_ok.ipynb", notebooks / "02_fails.ipynb"]
     for name in ("01_ok", "02_fails"):
         stripped = nbformat.read(notebooks / f"{name}.ipynb", as_version=4)

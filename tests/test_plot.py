@@ -129,6 +129,17 @@ def test_frame_provenance_flags_lossy_data_and_seeds_per_dataset():
     assert "Profile: `smoke`" in text and "Seeds: 0, 1 (gaussians); 0 (cifar10)." in text
 
 
+def test_captions_name_partial_grids_and_the_devices():
+    frame = sweep_frame(datasets=("mnist",)).assign(grid_cells=12, grid_stored=12)
+    frame["provenance.device"], frame["provenance.torch"] = "cpu: x86_64", "2.13.0+cpu"
+    assert plot.frame_provenance(frame).endswith("Seeds: 0, 1. Computed on: cpu: x86_64 (torch 2.13.0+cpu).")
+    partial = frame[frame["width"] == 16].assign(grid_cells=24, grid_stored=6)
+    partial.loc[partial.index[0], "provenance.device"] = "NVIDIA H100 80GB HBM3"
+    text = plot.frame_provenance(partial)
+    assert "**Partial grids, the missing cells not yet computed:** `g_mnist` 6 of 24 cells (widths 16, depths 1-4)." in text
+    assert "Computed on: NVIDIA H100 80GB HBM3 (torch 2.13.0+cpu); cpu: x86_64 (torch 2.13.0+cpu)." in text
+
+
 def test_show_figure_takes_a_meta_or_a_frame():
     meta = {"name": "cifar10", "source": "mirror", "lossy": True, "mirror": "cifar10-jpeg"}
     caption = plot.show_figure(plt.figure(), "Text.", meta, "smoke", [1, 0])

@@ -128,6 +128,18 @@ def test_resume_skips_finished_cells_and_batches_seeds(tmp_path, monkeypatch):
     assert_same_results(ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b"))
 
 
+def test_read_only_sweep_returns_the_stored_cells_and_computes_nothing(tmp_path, monkeypatch):
+    calls = count_calls(monkeypatch)
+    sweep.run_sweep(GRID | {"depths": [2]}, tmp_path, progress=False)  # half of GRID's cells
+    stored = ResultStore(tmp_path).hashes()
+    frame = sweep.run_sweep(GRID, tmp_path, compute=False, progress=False)
+    assert len(calls) == 1 and ResultStore(tmp_path).hashes() == stored
+    assert sorted(frame["hash"]) == stored and set(frame["depth"]) == {2}
+    assert (frame["grid_cells"] == 4).all() and (frame["grid_stored"] == 2).all()
+    full = sweep.run_sweep(GRID, tmp_path, progress=False)
+    assert len(calls) == 2 and (full["grid_stored"] == 4).all() and list(full["depth"]) == [1, 1, 2, 2]
+
+
 def test_sigkill_mid_grid_then_resume(tmp_path, monkeypatch):
     grid = GRID | {"depths": [1, 2, 3, 4]}
     grid_file = tmp_path / "grid.yaml"
