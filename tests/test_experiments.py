@@ -1,8 +1,14 @@
 """Experiments: the paper profile reads the committed store unless asked to compute, and says what it lacks."""
 
+import os
+import re
+import shutil
+import subprocess
+
 import pytest
 
 from milr_core import experiments, sweep
+from milr_core.store import ResultStore
 
 
 def test_profiles_compute_by_default_only_at_smoke(monkeypatch):
@@ -37,3 +43,30 @@ def test_coverage_counts_the_stored_cells_of_every_grid(tmp_path, monkeypatch):
     n_cells = len(grid["variants"]) * len(grid["depths"]) * len(grid["widths"]) * len(grid["seeds"])
     assert row["cells"] == n_cells and row["stored"] == len(grid["depths"]) * len(grid["seeds"])
     assert row["widths"] == str(grid["widths"][0]) and row["devices"].startswith("cpu")
+
+
+@pytest.mark.skipif(not os.environ.get("MILR_DATA"), reason="set MILR_DATA to hash the paper grids' cells (MNIST, CIFAR-10)")
+def test_committed_paper_store_holds_only_paper_cells_with_provenance():
+    store = ResultStore(experiments.results_root() / "paper")
+    known = set()
+    for name in experiments.experiments():
+        for grid in experiments.experiment_grids(name, "paper"):
+            known |= {cell.hash for cell in sweep.expand(grid, sweep.load_datasets(grid))}
+    stored = set(store.hashes())
+    assert stored, "no committed paper results"
+    assert stored <= known, f"{len(stored - known)} records match no cell of the paper grids (stale hashes)"
+    commits = set()
+    for record in store.records():
+        origin = record["provenance"]
+        assert origin["device"] and origin["torch"], record["hash"]
+        commits.add(origin["git_commit"].removesuffix("+dirty"))  # +dirty: tracked files differed from it
+    repo = experiments.results_root().parent
+    git = (repo / ".git").exists() and shutil.which("git")
+    shallow = git and subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip() == "true"  # fmt: skip
+    for commit in commits:
+        assert re.fullmatch(r"[0-9a-f]{40}", commit), f"a record names no git commit: {commit!r}"
+        if git and not shallow:  # a shallow clone lacks the history to check against
+            ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=repo)
+            assert ancestor.returncode == 0, f"records were computed at {commit}, which is not in this history"
