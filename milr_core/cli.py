@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="skip cells already in the store")
     sweep.add_argument("--device", default="auto")
 
+    experiment = commands.add_parser("experiment", help="one book experiment's grids into its profile's store")
+    experiment.add_argument("name", help="an experiment of milr_core/grids (power_law, sharpness, ...)")
+    experiment.add_argument("--profile", default="paper", choices=["smoke", "paper"])
+    experiment.add_argument(
+        "--compute", action=argparse.BooleanOptionalAction, default=True,
+        help="compute the cells the store lacks (default); --no-compute only reports what it holds",
+    )  # fmt: skip
+    experiment.add_argument("--datasets", nargs="+", help="only these datasets")
+    experiment.add_argument("--variants", nargs="+", help="only the variants with these names")
+    experiment.add_argument("--depths", nargs="+", type=int, help="only these depths")
+    experiment.add_argument("--widths", nargs="+", type=int, help="only these widths")
+    experiment.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
+    experiment.add_argument("--executor", default="local", choices=["local", "ray"])
+    experiment.add_argument("--device", default="auto")
+
     predict = commands.add_parser("predict", help="eta* from the power law fitted to a store's eta* cells")
     add_shape_arguments(predict)
     predict.add_argument("--store", type=Path, help="result store directory (default: the committed results/paper)")
@@ -208,6 +223,25 @@ def run_sweep_command(args: argparse.Namespace) -> dict:
     return {"grid": grid["name"], "store": str(store), "cells": len(frame)}
 
 
+def run_experiment_command(args: argparse.Namespace) -> dict:
+    from milr_core.experiments import PARTS, results_root, run_experiment
+
+    part = {key: getattr(args, key) for key in PARTS if getattr(args, key) is not None}
+    try:
+        frame = run_experiment(
+            args.name, args.profile, compute=args.compute, part=part, device=resolve_device(args.device),
+            executor=args.executor,
+        )  # fmt: skip
+    except (LookupError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    grids = frame.groupby("grid", sort=False)[["grid_cells", "grid_stored"]].first()
+    return {
+        "experiment": args.name,
+        "store": str(results_root() / args.profile),
+        "grids": {name: {"cells": int(row.grid_cells), "stored": int(row.grid_stored)} for name, row in grids.iterrows()},
+    }
+
+
 def run_predict(args: argparse.Namespace) -> dict:
     from milr_core.experiments import results_root
     from milr_core.predict import eta_star_frame, predict_eta_star
@@ -235,6 +269,7 @@ COMMANDS = {
     "eta-star": run_eta_star,
     "sharpness": run_sharpness,
     "sweep": run_sweep_command,
+    "experiment": run_experiment_command,
     "predict": run_predict,
     "reproduce": run_reproduce,
 }

@@ -70,14 +70,43 @@ def computes_missing(profile: str, compute: bool | None = None) -> bool:
     return COMPUTES_BY_DEFAULT[profile] if setting == "" else setting == "1"
 
 
+PARTS = ("datasets", "variants", "depths", "widths", "seeds")  # what ``part`` may restrict
+
+
+def restricted(grid: dict, part: dict[str, list]) -> dict | None:
+    """The grid with each list cut to the values in ``part`` (variants by name); None if a list ends up empty."""
+    unknown = sorted(set(part) - set(PARTS))
+    if unknown:
+        raise ValueError(f"cannot restrict {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    cut = dict(grid)
+    for key, keep in part.items():
+        cut[key] = [v for v in grid[key] if (v["name"] if key == "variants" else v) in keep]
+        if not cut[key]:
+            return None
+    return cut
+
+
 def run_experiment(
-    name: str, profile: str = "smoke", *, compute: bool | None = None, device: str = "auto", executor: str = "local"
+    name: str,
+    profile: str = "smoke",
+    *,
+    compute: bool | None = None,
+    part: dict[str, list] | None = None,
+    device: str = "auto",
+    executor: str = "local",
 ) -> pd.DataFrame:
     """The experiment's cells as one tidy frame with a profile column: every cell if ``compute``, else the stored ones.
 
-    Raises ``LookupError`` when nothing is to be computed and the store holds none of the cells.
+    ``part`` restricts the grids, e.g. ``{"widths": [1024, 2048], "datasets": ["mnist"]}`` (keys:
+    datasets, variants (names), depths, widths, seeds), so that a GPU session can compute the cells that
+    matter most first. Raises ``ValueError`` when ``part`` matches no cell and ``LookupError`` when
+    nothing is to be computed and the store holds none of the cells.
     """
     grids = experiment_grids(name, profile)
+    if part:
+        grids = [g for g in (restricted(grid, part) for grid in grids) if g is not None]
+        if not grids:
+            raise ValueError(f"no cell of experiment {name!r} ({profile}) matches {part}")
     compute = computes_missing(profile, compute)
     if device == "auto":
         import torch
@@ -89,7 +118,7 @@ def run_experiment(
     if frame.empty:
         raise LookupError(
             f"the {profile!r} store {store} holds none of experiment {name!r}'s cells; compute them on a GPU "
-            f"(MILR_COMPUTE=1 milr reproduce --profile {profile}, or milr sweep on milr_core/grids/{name}.yaml)"
+            f"(milr experiment {name} --profile {profile} --compute, or MILR_COMPUTE=1 milr reproduce --profile {profile})"
         )
     frame["profile"] = profile
     return frame

@@ -49,6 +49,8 @@ def test_sharpness_prints_lambda_1_per_seed(capsys):
         (["eta-star", "--dataset", "mnist", "--depth", "2", "--width", "8", "--threshold", "1.5"], "threshold"),
         (["sharpness", "--dataset", "mnist", "--depth", "2", "--width", "8", "--tol", "0"], "--tol"),
         (["sharpness", "--dataset", "mnist", "--depth", "2", "--width", "8", "--subset", "0"], "--subset"),
+        (["experiment", "power_lw"], "unknown experiment 'power_lw'"),
+        (["experiment", "power_law", "--widths", "3"], "no cell of experiment 'power_law'"),
     ],
 )
 def test_bad_input_is_refused_before_any_data_is_loaded(monkeypatch, argv, message):
@@ -58,3 +60,14 @@ def test_bad_input_is_refused_before_any_data_is_loaded(monkeypatch, argv, messa
     monkeypatch.setattr(data, "load_dataset", no_loading)
     with pytest.raises(SystemExit, match=message):
         cli.main(argv)
+
+
+def test_experiment_computes_the_chosen_part_then_reads_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MILR_RESULTS", str(tmp_path))
+    args = ["experiment", "sensitivity", "--profile", "smoke", "--widths", "16", "--variants", "t=0.70", "--device", "cpu"]
+    result = run(capsys, *args)  # the smoke sensitivity grid is gaussians only: depth 2, seeds 0 and 1
+    assert result["grids"] == {"sensitivity_gaussians_smoke": {"cells": 2, "stored": 2}}
+    assert len(list((tmp_path / "smoke").glob("*.json"))) == 2
+    assert run(capsys, *args, "--no-compute")["grids"] == result["grids"]
+    with pytest.raises(SystemExit, match="holds none of experiment 'sensitivity'"):
+        cli.main(["experiment", "sensitivity", "--profile", "smoke", "--widths", "64", "--no-compute"])
