@@ -117,3 +117,19 @@ def test_reproduce_names_the_failing_notebook_and_cell_then_strips(tmp_path, mon
         assert all(not c.get("outputs") for c in stripped.cells)
         assert len(stripped.cells) == len(read_notebook(notebooks / f"{name}.md").cells)
         assert cells(notebooks / f"{name}.md") == cells(notebooks / f"{name}.ipynb")
+
+
+def test_committed_notebooks_are_inputs_only():
+    """What git holds (the index), not the working copy, which ``milr reproduce`` fills with outputs."""
+    if not (shutil.which("git") and (ROOT / ".git").exists()):
+        pytest.skip("not a git checkout")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        entry = path.relative_to(ROOT).as_posix()
+        staged = subprocess.run(["git", "show", f":{entry}"], cwd=ROOT, capture_output=True, text=True)
+        if staged.returncode:  # not tracked yet
+            continue
+        notebook = nbformat.reads(staged.stdout, as_version=4)
+        assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), (
+            f"{entry} is committed with outputs: run strip_all() (milr_core.reproduce) before committing"
+        )
+        assert not any(INJECTED_TAG in c.metadata.get("tags", []) for c in notebook.cells), f"{entry}: papermill cell"
