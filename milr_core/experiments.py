@@ -127,8 +127,9 @@ def run_experiment(
 def coverage(profile: str) -> pd.DataFrame:
     """How much of each grid of every experiment the profile's store holds, and on which devices it was computed.
 
-    One row per grid: experiment, grid, cells, stored, the widths and depths of the stored cells, and
-    the devices (with torch versions) named in their provenance. Computes nothing.
+    One row per grid: experiment, grid, cells, stored, the widths and depths of the stored cells, the
+    devices (with torch versions) named in their provenance, and the hours they took there: a seed group
+    shares one call, so each record counts its call's wall time over ``seeds_batched``. Computes nothing.
     """
     store = ResultStore(results_root() / profile)
     rows = []
@@ -139,9 +140,10 @@ def coverage(profile: str) -> pd.DataFrame:
             widths = sorted({r["cell"]["width"] for r in records})
             depths = sorted({r["cell"]["depth"] for r in records})
             devices = sorted({f"{r['provenance']['device']} (torch {r['provenance']['torch']})" for r in records})
+            seconds = sum(r["provenance"]["wall_time_s"] / r["provenance"].get("seeds_batched", 1) for r in records)
             rows.append({
                 "experiment": name, "grid": grid["name"], "cells": len(cells), "stored": len(records),
                 "widths": ", ".join(map(str, widths)), "depths": ", ".join(map(str, depths)),
-                "devices": "; ".join(devices),
+                "devices": "; ".join(devices), "hours": seconds / 3600,
             })  # fmt: skip
     return pd.DataFrame(rows)

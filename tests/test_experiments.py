@@ -43,6 +43,8 @@ def test_coverage_counts_the_stored_cells_of_every_grid(tmp_path, monkeypatch):
     n_cells = len(grid["variants"]) * len(grid["depths"]) * len(grid["widths"]) * len(grid["seeds"])
     assert row["cells"] == n_cells and row["stored"] == len(grid["depths"]) * len(grid["seeds"])
     assert row["widths"] == str(grid["widths"][0]) and row["devices"].startswith("cpu")
+    origins = [record["provenance"] for record in ResultStore(tmp_path / "smoke").records()]
+    assert row["hours"] > 0 and row["hours"] == pytest.approx(sum(o["wall_time_s"] / o["seeds_batched"] for o in origins) / 3600)
 
 
 @pytest.mark.skipif(not os.environ.get("MILR_DATA"), reason="set MILR_DATA to hash the paper grids' cells (MNIST, CIFAR-10)")
