@@ -26,8 +26,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from milr_core.config import RunOptions
+from milr_core.grid import Grid, GridError, load_grid, restricted
 from milr_core.store import ResultStore
-from milr_core.sweep import GridError, expand, load_datasets, load_grid, run_sweep
+from milr_core.sweep import expand, run_sweep, stored_identity
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 PROFILES = ("smoke", "paper")
@@ -47,7 +49,7 @@ def results_root() -> Path:
     return Path.cwd() / "results"
 
 
-def experiment_grids(name: str, profile: str) -> list[dict]:
+def experiment_grids(name: str, profile: str) -> list[Grid]:
     """The checked grids of one experiment at one profile (errors name the file, profile and problem)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
@@ -57,7 +59,13 @@ def experiment_grids(name: str, profile: str) -> list[dict]:
     profiles = yaml.safe_load(path.read_text())
     if profile not in profiles:
         raise GridError(f"{path.name}: no {profile!r} profile")
-    return [load_grid(grid) for grid in profiles[profile]]
+    grids = []
+    for grid in profiles[profile]:
+        try:
+            grids.append(load_grid(grid))
+        except GridError as error:
+            raise GridError(f"{path.name} ({profile}): {error}") from None
+    return grids
 
 
 def computes_missing(profile: str, compute: bool | None = None) -> bool:
@@ -73,26 +81,13 @@ def computes_missing(profile: str, compute: bool | None = None) -> bool:
 PARTS = ("datasets", "variants", "depths", "widths", "seeds")  # what ``part`` may restrict
 
 
-def restricted(grid: dict, part: dict[str, list]) -> dict | None:
-    """The grid with each list cut to the values in ``part`` (variants by name); None if a list ends up empty."""
-    unknown = sorted(set(part) - set(PARTS))
-    if unknown:
-        raise ValueError(f"cannot restrict {', '.join(unknown)}; known: {', '.join(PARTS)}")
-    cut = dict(grid)
-    for key, keep in part.items():
-        cut[key] = [v for v in grid[key] if (v["name"] if key == "variants" else v) in keep]
-        if not cut[key]:
-            return None
-    return cut
-
-
 def run_experiment(
     name: str,
     profile: str = "smoke",
     *,
     compute: bool | None = None,
     part: dict[str, list] | None = None,
-    device: str = "auto",
+    run: RunOptions = RunOptions(),
     executor: str = "local",
 ) -> pd.DataFrame:
     """The experiment's cells as one tidy frame with a profile column: every cell if ``compute``, else the stored ones.
@@ -108,12 +103,8 @@ def run_experiment(
         if not grids:
             raise ValueError(f"no cell of experiment {name!r} ({profile}) matches {part}")
     compute = computes_missing(profile, compute)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     store = results_root() / profile
-    frames = [run_sweep(grid, store, executor=executor, device=device, compute=compute) for grid in grids]
+    frames = [run_sweep(grid, store, run=run, executor=executor, compute=compute) for grid in grids]
     frame = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
     if frame.empty:
         raise LookupError(
@@ -135,14 +126,14 @@ def coverage(profile: str) -> pd.DataFrame:
     rows = []
     for name in experiments():
         for grid in experiment_grids(name, profile):
-            cells = expand(grid, load_datasets(grid))
-            records = [store.get(cell.hash) for cell in cells if store.has(cell.hash)]
+            cells = expand(grid, stored_identity)
+            records = store.records(cell.hash for cell in cells)
             widths = sorted({r["cell"]["width"] for r in records})
             depths = sorted({r["cell"]["depth"] for r in records})
             devices = sorted({f"{r['provenance']['device']} (torch {r['provenance']['torch']})" for r in records})
             seconds = sum(r["provenance"]["wall_time_s"] / r["provenance"].get("seeds_batched", 1) for r in records)
             rows.append({
-                "experiment": name, "grid": grid["name"], "cells": len(cells), "stored": len(records),
+                "experiment": name, "grid": grid.name, "cells": len(cells), "stored": len(records),
                 "widths": ", ".join(map(str, widths)), "depths": ", ".join(map(str, depths)),
                 "devices": "; ".join(devices), "hours": seconds / 3600,
             })  # fmt: skip

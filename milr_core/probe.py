@@ -13,10 +13,16 @@ Outcomes, checked every ``eval_every`` steps and at the end of the budget:
 
 - ``success``: validation accuracy >= threshold (the inner loop of Algorithm 1 breaks there);
 - ``diverged``: some training-batch loss was non-finite or above ``max_loss``, or validation logits
-  are non-finite;
+  were non-finite;
 - ``budget``: the step budget ran out first.
 
-Finished replicas are removed from the batch, so the remaining ones run faster.
+Economy that cannot change an outcome: finished replicas leave the batch, and a check stops counting
+a replica's validation examples as soon as its verdict at that check is certain (it already has
+t x N correct answers, or cannot reach them with the examples left), so a network far from t costs a
+fraction of a full pass. Accuracy curves therefore hold only the checks that were counted in full
+(the end of the budget, a success, or every check with ``full_validation=True``, which chapter 1 uses
+to plot curves). Runs judged only at the end of their budget (``stop_at_threshold=False``, the late
+learning rate) skip the intermediate validation checks altogether; their training loss is still watched.
 """
 
 from __future__ import annotations
@@ -28,56 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from milr_core.model import (
-    LOSSES,
-    NetworkSpec,
-    forward,
-    init_params,
-    parameter_lr_multipliers,
-    per_replica_accuracy,
-    per_replica_loss,
-)
+from milr_core.config import TrainConfig, check_threshold
+from milr_core.model import forward, init_params, per_replica_loss
+from milr_core.network import NetworkSpec, parameter_lr_multipliers
 
 OUTCOMES = ("success", "diverged", "budget")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one probe trains. Every default is our choice; the paper does not state them.
-
-    The budget is ``max_steps`` SGD steps if given, else ``epochs`` passes over the training set
-    (incomplete last batches are dropped so every step sees ``batch_size`` examples).
-    ``max_loss`` is the divergence bound on the training-batch loss (cross-entropy at He init is
-    a few units, so 1e3 means the network has blown up).
-    """
-
-    batch_size: int = 128
-    epochs: float = 2.0
-    max_steps: int | None = None
-    eval_every: int = 25
-    loss: str = "cross_entropy"
-    max_loss: float = 1e3
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.max_steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise ValueError(f"TrainConfig.epochs must be positive, got {self.epochs}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
-        if self.eval_every < 1:
-            raise ValueError(f"TrainConfig.eval_every must be >= 1, got {self.eval_every}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
-        if not self.max_loss > 0:
-            raise ValueError(f"TrainConfig.max_loss must be positive, got {self.max_loss}")
-
-    def budget_steps(self, n_train: int) -> int:
-        if self.batch_size > n_train:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the {n_train} training examples")
-        if self.max_steps is not None:
-            return self.max_steps
-        return max(1, math.ceil(self.epochs * (n_train // self.batch_size)))
+VALIDATION_CHUNK = 500  # examples per validation chunk: the resolution of the early verdict
 
 
 @dataclass
@@ -100,24 +62,18 @@ class ProbeOutcome:
         return self.accuracy[-1][1] if self.accuracy else float("nan")
 
     def to_dict(self) -> dict:
-        """The probe's record for ledgers and result stores: the ends of its curves, not the curves.
-
-        The curves (one point per ``eval_every`` steps) are what chapter 1 plots from a live search; a
-        stored record keeps what the searches, fits and figures read, so that a paper grid's store stays
-        a few MB.
-        """
+        """The probe's record for ledgers and result stores: how it ended, not its curves."""
         return {
             "lr": self.lr,
             "seed": self.seed,
             "outcome": self.outcome,
             "steps": self.steps,
             "final_accuracy": self.final_accuracy if self.accuracy else None,
-            "best_accuracy": max(value for _, value in self.accuracy) if self.accuracy else None,
             "final_loss": self.loss[-1][1] if self.loss else None,
         }
 
 
-def validate_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:
+def check_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:
     """One clear error for bad probe input, before any data moves or any training starts."""
     if len(lrs) == 0:
         raise ValueError("a probe needs at least one learning rate")
@@ -126,8 +82,7 @@ def validate_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold:
     bad = [lr for lr in lrs if not (lr > 0 and math.isfinite(lr))]
     if bad:
         raise ValueError(f"learning rates must be positive and finite, got {bad}")
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    check_threshold(threshold)
 
 
 def batch_order(seed: int, n_train: int, batch_size: int, steps: int) -> torch.Tensor:
@@ -140,33 +95,40 @@ def batch_order(seed: int, n_train: int, batch_size: int, steps: int) -> torch.T
 
 
 @torch.no_grad()
-def validation_accuracy(
-    net: NetworkSpec, params: Sequence[torch.Tensor], x_val: torch.Tensor, y_val: torch.Tensor, chunk: int = 2048
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-replica validation accuracy (K,) and whether every logit was finite (K,), in chunks to bound memory."""
-    correct = torch.zeros(params[0].shape[0], dtype=torch.float64, device=x_val.device)
-    finite = torch.ones(params[0].shape[0], dtype=torch.bool, device=x_val.device)
-    for start in range(0, x_val.shape[0], chunk):
-        logits = forward(net, params, x_val[start : start + chunk])
-        labels = y_val[start : start + chunk]
-        correct += per_replica_accuracy(logits, labels).double() * labels.shape[0]
-        finite &= torch.isfinite(logits).flatten(1).all(dim=1)
-    return correct / x_val.shape[0], finite
-
-
-def run_probe(
-    dataset,
+def validation_check(
     net: NetworkSpec,
-    train: TrainConfig,
-    lrs: Sequence[float],
-    seeds: Sequence[int],
+    params: Sequence[torch.Tensor],
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
     threshold: float,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> list[ProbeOutcome]:
-    """Train replica k = (lrs[k], seeds[k]) from a fresh network until it succeeds, diverges or runs out of budget."""
-    return train_replicas(dataset, net, train, lrs, seeds, threshold, device=device, dtype=dtype)[0]
+    full: bool,
+) -> tuple[list[float | None], list[bool], list[bool]]:
+    """Per replica: (accuracy or None if not counted in full, reached t, logits finite), chunk by chunk.
+
+    Unless ``full``, a replica stops being counted once its verdict is certain: either it has
+    ceil(t N) correct answers already, or even all the examples left could not bring it there. A replica
+    that reaches t is then counted to the end, so that a success records its exact accuracy.
+    """
+    n_val, n_replicas = x_val.shape[0], params[0].shape[0]
+    needed = math.ceil(threshold * n_val - 1e-9)
+    correct = torch.zeros(n_replicas, dtype=torch.long, device=x_val.device)
+    finite = torch.ones(n_replicas, dtype=torch.bool, device=x_val.device)
+    counted = torch.zeros(n_replicas, dtype=torch.long, device=x_val.device)
+    rows = torch.arange(n_replicas, device=x_val.device)
+    for start in range(0, n_val, VALIDATION_CHUNK):
+        stop = min(start + VALIDATION_CHUNK, n_val)
+        logits = forward(net, [p[rows] for p in params], x_val[start:stop])
+        hits = (logits.argmax(dim=2) == y_val[start:stop]).sum(dim=1)
+        correct[rows] += hits
+        counted[rows] += stop - start
+        finite[rows] &= torch.isfinite(logits).flatten(1).all(dim=1)
+        if not full:
+            hopeless = correct[rows] + (n_val - stop) < needed
+            rows = rows[~hopeless & finite[rows]]
+            if rows.numel() == 0:
+                break
+    accuracy = [c / n_val if k == n_val else None for c, k in zip(correct.tolist(), counted.tolist())]
+    return accuracy, (correct >= needed).tolist(), finite.tolist()
 
 
 def train_replicas(
@@ -183,16 +145,18 @@ def train_replicas(
     first_step: int = 0,
     stop_at_threshold: bool = True,
     keep_params: bool = False,
+    full_validation: bool = False,
 ) -> tuple[list[ProbeOutcome], list[torch.Tensor] | None]:
-    """The probe's training loop, also usable from a trained state.
+    """Train replica k = (lrs[k], seeds[k]) until it succeeds, diverges or runs out of budget.
 
     init: parameters to start from (K replicas, as ``init_params`` lays them out) instead of fresh ones;
     first_step: where in each seed's batch order to start (to continue a run without repeating batches);
     stop_at_threshold: False trains every replica for the whole budget, and success then means "not
     diverged and validation accuracy >= threshold at the end" (used for the late-training LR);
-    keep_params: also return every replica's final parameters (diverged ones included), in input order.
+    keep_params: also return every replica's final parameters (diverged ones included), in input order;
+    full_validation: count every validation example at every check (for accuracy curves).
     """
-    validate_probe_inputs(lrs, seeds, threshold)
+    check_probe_inputs(lrs, seeds, threshold)
     if net.in_dim != dataset.in_dim or net.out_dim != dataset.n_classes:
         raise ValueError(
             f"network shape {net.in_dim}->{net.out_dim} does not fit dataset {dataset.name} "
@@ -234,25 +198,30 @@ def train_replicas(
         window_losses = []
         window_start = step - window.shape[0] + 1
         blown = ~torch.isfinite(window) | (window > train.max_loss)
-        accuracy, finite = validation_accuracy(net, params, x_val, y_val)
+        full = full_validation or step == steps
+        if not stop_at_threshold and not full:  # only the end decides: a check looks at the training loss only
+            accuracy, reached, finite = [None] * len(active), [False] * len(active), [True] * len(active)
+        else:
+            accuracy, reached, finite = validation_check(net, params, x_val, y_val, threshold, full)
         blown_any = blown.any(dim=0).tolist()
         blown_at = blown.int().argmax(dim=0).tolist()
-        accuracy, finite, last_loss = accuracy.tolist(), finite.tolist(), window[-1].tolist()
+        last_loss = window[-1].tolist()
         keep = []
         for row, index in enumerate(active):
             record = outcomes[index]
             record.loss.append((step, float(last_loss[row])))
             if blown_any[row]:
                 record.outcome, record.steps = "diverged", window_start + blown_at[row]
-            elif not finite[row]:
+                continue
+            if not finite[row]:
                 record.outcome, record.steps = "diverged", step
-            else:
+                continue
+            if accuracy[row] is not None:
                 record.accuracy.append((step, float(accuracy[row])))
-                reached = accuracy[row] >= threshold
-                if reached and (stop_at_threshold or step == steps):
-                    record.outcome, record.steps = "success", step
-                elif step < steps:
-                    keep.append(row)
+            if reached[row] and (stop_at_threshold or step == steps):
+                record.outcome, record.steps = "success", step
+            elif step < steps:
+                keep.append(row)
         if len(keep) < len(active):
             if keep_params:
                 finished.update({active[row]: [p[row].detach() for p in params] for row in range(len(active)) if row not in keep})

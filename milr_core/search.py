@@ -1,22 +1,40 @@
-"""Finding eta*: Algorithm 1 (bisection) and its batched form.
+"""Finding eta*: Algorithm 1 (bisection), run speculatively, and the k-section search (a different estimand).
 
-eta* is the largest constant learning rate at which a fresh network reaches validation accuracy >= t
-within the budget. Both methods share one definition, read off a seed's probe ledger sorted by
-learning rate: the *edge* is the first failure, and the bracket is (the last success below it, the
-edge). eta* is the bracket's lower end. A search has converged when the bracket's ratio hi/lo is at
-most 1 + rtol.
+**The estimand** (``method="bisection"``, the paper's Algorithm 1 with our bracket and end rules). For one
+seed s, a *probe* at learning rate m trains a fresh network (seed s: the same initial weights and batch
+order at every m) by constant-LR SGD and succeeds when its validation accuracy reaches t at a check
+(``probe.py``; failure = divergence or the budget running out first).
 
-- ``bisection``: Algorithm 1 as written, one learning rate per probe, geometric midpoints.
-- ``batched``: each round probes K learning rates spread geometrically over the current bracket, for
-  every seed at once (one probe of K x seeds replicas), and narrows the bracket by a factor ~K + 1
-  in log-space per round instead of 2.
+1. The bracket [lo, hi] starts at ``lr_bounds``. Bisection: probe the geometric midpoint m = sqrt(lo hi);
+   success sets lo = m, failure sets hi = m; repeat while hi / lo > 1 + rtol. eta* = lo.
+2. Algorithm 1 never probes the ends of its bracket. When bisection stops with lo still an unprobed
+   end, lo is probed; when hi is still an unprobed end, hi is probed (in that order).
+3. Widening. If the top end succeeds, the bracket did not reach the edge: it becomes [hi, hi r]
+   (r = the initial ratio hi / lo) and bisection resumes. If the bottom end diverges, the bracket becomes
+   [lo / r, lo]. At most ``max_widenings`` times; then the status is ``no_failure`` (eta* >= hi: censored
+   above) or ``no_success``.
+4. Fallback. If no probe succeeded and the bottom end failed without diverging, the bracket's low end
+   was too slow to train (or no learning rate trains): the precondition of Algorithm 1 fails. The search
+   then looks for a success next to the probe with the best validation accuracy (``zoom``: accuracy
+   taken to rise, then fall, with log LR), and resumes bisection from [that success, the next failure
+   above it]. If the neighbouring gaps shrink below rtol without a success, the status is ``no_success``.
+   Records say ``fallback: true`` when this happened.
 
-If the initial bracket does not straddle the edge (its low end fails or its high end succeeds), it
-is widened geometrically by its own ratio, at most ``max_widenings`` times.
+Success need not be monotone in the learning rate: a success above a failure is kept in the ledger and
+reported (``non_monotone``); Algorithm 1 returns what its path finds, and ``probe_above`` optionally
+probes fixed multiples of eta* to measure how far above it successes still occur.
 
-Outcomes need not be monotone in the learning rate (a success above a failure); such successes are
-kept in the ledger and reported in ``non_monotone``, never hidden. Bisection, which only ever probes
-inside its bracket, cannot see them except while widening; the batched search often does.
+**Speculation.** In the bisection phase the next k probes form a binary tree of 2^k - 1 midpoints whose
+shape depends only on (lo, hi). A round probes the whole tree (as replicas of one batched probe, with
+the other seeds' trees), then replays serial bisection through the outcomes: the answer, the bracket and
+the ledger are exactly those of serial Algorithm 1, for any k and any outcomes, monotone or not; k only
+trades compute (probes off the path, counted in ``speculative``) for sequential rounds. Other phases
+probe one learning rate per seed and round.
+
+**k-section** (``method="ksection"``, ours): each round probes ``lrs_per_round`` learning rates spread
+geometrically over the bracket for every seed, and reads the bracket off the whole ledger (the edge is the
+first failure above the lowest success). It finds the edge in fewer rounds but answers a different
+question when success is not monotone; the paper grids use bisection.
 """
 
 from __future__ import annotations
@@ -31,22 +49,35 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from milr_core.model import NetworkSpec
-from milr_core.probe import ProbeOutcome, TrainConfig, run_probe
+from milr_core.config import SearchConfig, TrainConfig, check_threshold
+from milr_core.network import NetworkSpec
+from milr_core.probe import ProbeOutcome, train_replicas
 
-METHODS = ("bisection", "batched")
 Prober = Callable[[Sequence[float], Sequence[int]], list[ProbeOutcome]]
+STATUSES = ("running", "converged", "no_success", "no_failure")
+
+
+def midpoint(lo: float, hi: float) -> float:
+    """The geometric midpoint; one function, so that a speculative tree and its replay agree bit for bit."""
+    return math.sqrt(lo * hi)
 
 
 @dataclass
 class SeedSearch:
-    """The search for one seed: eta*, the final bracket, and every probe made (with its round)."""
+    """The search for one seed: its state, eta*, the final bracket, and every probe on its path (with its round)."""
 
     seed: int
-    status: str = "running"  # converged | no_success (low end never trained) | no_failure (never failed)
-    lo: float | None = None
-    hi: float | None = None
+    lo: float
+    hi: float
+    status: str = "running"
+    phase: str = "bisect"  # bisect | check_lo | check_hi | zoom (the fallback) | done
+    lo_probed: bool = False  # lo is a probed success (else an unprobed end of the bracket)
+    hi_probed: bool = False  # hi is a probed failure
+    widenings: int = 0
+    fallback: bool = False
     ledger: list[tuple[int, ProbeOutcome]] = field(default_factory=list)
+    speculative: list[ProbeOutcome] = field(default_factory=list)
+    above: list[ProbeOutcome] = field(default_factory=list)
 
     @property
     def eta_star(self) -> float | None:
@@ -64,9 +95,14 @@ class SeedSearch:
 
     @property
     def non_monotone(self) -> list[float]:
-        """Learning rates that succeeded although a smaller one, above the lowest success, failed."""
+        """Learning rates on the path that succeeded although a smaller one, above the lowest success, failed."""
         edge = self.edge()
         return [lr for lr in self.successes() if edge is not None and lr > edge]
+
+    @property
+    def largest_success_above(self) -> float | None:
+        """The largest of the ``probe_above`` learning rates that succeeded (None if none did or none ran)."""
+        return max((o.lr for o in self.above if o.succeeded), default=None)
 
     def record(self) -> dict:
         """A json-serialisable summary (no ledger)."""
@@ -78,10 +114,269 @@ class SeedSearch:
             "n_probes": len(self.ledger),
             "n_rounds": len({r for r, _ in self.ledger}),
             "non_monotone": self.non_monotone,
+            "fallback": self.fallback,
+            "widenings": self.widenings,
+            "largest_success_above": self.largest_success_above,
+            "speculative_steps": sum(o.steps for o in self.speculative),
         }
 
     def ledger_records(self) -> list[dict]:
-        return [{"round": r, **o.to_dict()} for r, o in self.ledger]
+        path = [{"round": r, **o.to_dict()} for r, o in self.ledger]
+        return path + [{"round": None, "above": True, **o.to_dict()} for o in self.above]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Algorithm 1, serial: what to probe next and what an outcome does
+
+
+def next_lr(search: SeedSearch) -> float | None:
+    """The learning rate serial Algorithm 1 probes next, None when the search is over."""
+    return {"bisect": lambda: midpoint(search.lo, search.hi), "check_lo": lambda: search.lo,
+            "check_hi": lambda: search.hi, "zoom": lambda: midpoint(search.lo, search.hi),
+            "done": lambda: None}[search.phase]()  # fmt: skip
+
+
+def observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, round_: int) -> None:
+    """Advance the search by one probe's outcome (the probe must be ``next_lr(search)``)."""
+    search.ledger.append((round_, outcome))
+    success = outcome.succeeded
+    if search.phase == "bisect":
+        if success:
+            search.lo, search.lo_probed = outcome.lr, True
+        else:
+            search.hi, search.hi_probed = outcome.lr, True
+    elif search.phase == "check_lo":
+        if success:
+            search.lo_probed = True
+        elif outcome.outcome == "diverged":
+            widen(search, config, down=True)
+        else:
+            search.fallback = True
+            zoom(search, config)
+            return
+    elif search.phase == "check_hi":
+        if success:
+            widen(search, config, down=False)
+        else:
+            search.hi_probed = True
+    elif search.phase == "zoom":
+        if success:  # a success at last: Algorithm 1 resumes from it and the next failure above it
+            above = [o.lr for _, o in search.ledger if o.lr > outcome.lr]
+            search.lo, search.lo_probed = outcome.lr, True
+            search.hi, search.hi_probed = (min(above), True) if above else (outcome.lr * ratio_of(config), False)
+            search.phase = "bisect"
+        else:
+            zoom(search, config)
+            return
+    settle(search, config)
+
+
+def settle(search: SeedSearch, config: SearchConfig) -> None:
+    """After an outcome: keep bisecting, check an unprobed end, or stop."""
+    if search.status != "running":
+        search.phase = "done"
+    elif search.hi / search.lo > 1 + config.rtol:
+        search.phase = "bisect"
+    elif not search.lo_probed:
+        search.phase = "check_lo"
+    elif not search.hi_probed:
+        search.phase = "check_hi"
+    else:
+        search.status, search.phase = "converged", "done"
+
+
+def ratio_of(config: SearchConfig) -> float:
+    return config.lr_bounds[1] / config.lr_bounds[0]
+
+
+def widen(search: SeedSearch, config: SearchConfig, down: bool) -> None:
+    """The bracket did not straddle the edge: move it by its initial ratio, or give up (censored)."""
+    search.widenings += 1
+    if search.widenings > config.max_widenings:
+        search.status = "no_success" if down else "no_failure"
+        return
+    r = ratio_of(config)
+    if down:
+        search.lo, search.hi, search.lo_probed, search.hi_probed = search.lo / r, search.lo, False, True
+    else:
+        search.lo, search.hi, search.lo_probed, search.hi_probed = search.hi, search.hi * r, True, False
+
+
+def zoom_target(search: SeedSearch, config: SearchConfig) -> tuple[str, float, float]:
+    """Where to look for a success when none was found yet: ("gap" | "up" | "down" | "none", lo, hi).
+
+    A failure that ran out of budget may have trained too slowly (a small LR) or been wrecked without
+    diverging (a large LR: dead ReLUs, chance accuracy), so its outcome alone does not say on which side
+    of the success window it lies. Accuracy does: taken to rise, then fall, with log LR, the window lies
+    next to the best probe, in the wider gap to its neighbours ("gap"). If the best probe is the largest
+    LR probed, the bracket moves up ("up"); if it is the smallest and its gap is already narrow, down
+    ("down"); once both gaps around an interior best probe are narrower than rtol, no LR reaches the
+    threshold at this resolution ("none").
+    """
+    probes = sorted((o.lr, o.final_accuracy if o.outcome == "budget" else -1.0) for _, o in search.ledger)
+    scores = [-1.0 if math.isnan(score) else score for _, score in probes]
+    best_index = max(range(len(probes)), key=lambda i: scores[i])
+    best = probes[best_index][0]
+    lower = probes[best_index - 1][0] if best_index > 0 else None
+    upper = probes[best_index + 1][0] if best_index + 1 < len(probes) else None
+    if upper is None:
+        return "up", best, best * ratio_of(config)
+    gaps = [(upper / best, best, upper)] + ([(best / lower, lower, best)] if lower is not None else [])
+    widest, lo, hi = max(gaps)
+    if widest > 1 + config.rtol:
+        return "gap", lo, hi
+    if lower is None:
+        return "down", best / ratio_of(config), best
+    return "none", lo, hi
+
+
+def zoom(search: SeedSearch, config: SearchConfig) -> None:
+    """The fallback's next bracket (``zoom_target``); moving it up or down counts as a widening."""
+    where, search.lo, search.hi = zoom_target(search, config)
+    search.phase = "zoom"
+    if where in ("up", "down"):
+        search.widenings += 1
+    if where == "none" or search.widenings > config.max_widenings:
+        search.status, search.phase = "no_success", "done"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Speculative execution of Algorithm 1
+
+
+def speculation_tree(lo: float, hi: float, rtol: float, depth: int) -> list[float]:
+    """The midpoints serial bisection could probe in its next ``depth`` steps from [lo, hi], whatever the outcomes."""
+    if depth == 0 or hi / lo <= 1 + rtol:
+        return []
+    m = midpoint(lo, hi)
+    return [m] + speculation_tree(m, hi, rtol, depth - 1) + speculation_tree(lo, m, rtol, depth - 1)
+
+
+def plan(search: SeedSearch, config: SearchConfig, k: int) -> list[float]:
+    """This round's learning rates for one seed: the speculation tree in the bisection phase, else the next probe."""
+    if search.phase == "bisect":
+        return speculation_tree(search.lo, search.hi, config.rtol, k)
+    lr = next_lr(search)
+    return [] if lr is None else [lr]
+
+
+def replay(search: SeedSearch, outcomes: dict[float, ProbeOutcome], config: SearchConfig, round_: int) -> None:
+    """Serial Algorithm 1 through this round's outcomes; probes it does not reach are speculative."""
+    used = set()
+    while search.phase != "done" and (lr := next_lr(search)) in outcomes and lr not in used:
+        used.add(lr)
+        observe(search, outcomes[lr], config, round_)
+        if search.phase != "bisect":
+            break  # an end check or the fallback comes next: its probe is in a later round
+    search.speculative += [o for lr, o in outcomes.items() if lr not in used]
+
+
+def search_edges(
+    prober: Prober,
+    seeds: Sequence[int],
+    config: SearchConfig = SearchConfig(),
+    *,
+    speculation: int = 1,
+    progress: bool = False,
+) -> tuple[list[SeedSearch], int]:
+    """Run the search for every seed against ``prober``; returns the searches and the number of rounds (probe calls).
+
+    ``prober(lrs, seeds)`` trains replica k = (lrs[k], seeds[k]) and returns its outcome; the real one
+    wraps ``train_replicas``, tests pass synthetic oracles.
+    """
+    if config.method == "ksection":
+        return ksection(prober, seeds, config, progress=progress)
+    searches = [SeedSearch(seed=int(s), lo=config.lr_bounds[0], hi=config.lr_bounds[1]) for s in seeds]
+    n_rounds = 0
+    bar = tqdm(desc="eta* (Algorithm 1)", unit="probe", disable=not progress, leave=False)
+    while running := [s for s in searches if s.phase != "done"]:
+        plans = [(s, plan(s, config, speculation)) for s in running]
+        calls = [(s, lr) for s, lrs in plans for lr in lrs]
+        n_rounds += 1
+        outcomes = prober([lr for _, lr in calls], [s.seed for s, _ in calls])
+        for s, _ in plans:
+            replay(s, {lr: o for (owner, lr), o in zip(calls, outcomes) if owner is s}, config, n_rounds)
+        bar.update(len(calls))
+        bar.set_postfix(brackets=" ".join(f"[{s.lo:.3g},{s.hi:.3g}]" for s in running))
+    bar.close()
+    above = [(s, s.eta_star * f) for s in searches if s.eta_star is not None for f in config.probe_above]
+    if above:
+        n_rounds += 1
+        for (s, _), outcome in zip(above, prober([lr for _, lr in above], [s.seed for s, _ in above])):
+            s.above.append(outcome)
+    return searches, n_rounds
+
+
+# ----------------------------------------------------------------------------------------------------------
+# k-section: a different estimand (the bracket read off the whole ledger)
+
+
+def ksection(prober: Prober, seeds: Sequence[int], config: SearchConfig, *, progress: bool) -> tuple[list[SeedSearch], int]:
+    """Each round, ``lrs_per_round`` learning rates over every seed's bracket in one probe."""
+    searches = [SeedSearch(seed=int(s), lo=config.lr_bounds[0], hi=config.lr_bounds[1]) for s in seeds]
+    n_rounds = 0
+    bar = tqdm(desc="eta* (k-section)", unit="probe", disable=not progress, leave=False)
+    while running := [s for s in searches if s.status == "running"]:
+        calls = [(s, lr) for s in running for lr in ksection_lrs(s, config.lrs_per_round)]
+        n_rounds += 1
+        for (s, _), outcome in zip(calls, prober([lr for _, lr in calls], [s.seed for s, _ in calls])):
+            s.ledger.append((n_rounds, outcome))
+        bar.update(len(calls))
+        for s in running:
+            if read_bracket(s, config):
+                s.widenings += 1
+                if s.widenings > config.max_widenings:
+                    s.status = "no_success" if not s.successes() else "no_failure"
+    bar.close()
+    for s in searches:
+        s.phase = "done"
+    return searches, n_rounds
+
+
+def read_bracket(search: SeedSearch, config: SearchConfig) -> bool:
+    """Re-read the bracket off the ledger; True when it had to be widened (it does not straddle the edge)."""
+    successes, edge, ratio = search.successes(), search.edge(), ratio_of(config)
+    if successes and edge is not None:
+        search.lo, search.hi = max(lr for lr in successes if lr < edge), edge
+        if edge / search.lo <= 1 + config.rtol:
+            search.status = "converged"
+        return False
+    probed = {o.lr for _, o in search.ledger}
+    if successes:  # nothing failed above the successes: move the bracket up once its top was probed
+        if search.hi not in probed:
+            search.lo = successes[-1]
+            return False
+        search.lo, search.hi = successes[-1], successes[-1] * ratio
+        return True
+    if all(o.outcome == "diverged" for _, o in search.ledger):  # move down once the bottom was probed
+        if search.lo not in probed:
+            return False
+        lowest = min(probed)
+        search.lo, search.hi = lowest / ratio, lowest
+        return True
+    where, lo, hi = zoom_target(search, config)
+    if where == "up" and search.hi not in probed:  # probe the top of the bracket first
+        return False
+    search.lo, search.hi = lo, hi
+    if where == "none":
+        search.status = "no_success"
+    return where in ("up", "down")
+
+
+def ksection_lrs(search: SeedSearch, n_new: int) -> list[float]:
+    """n_new learning rates spread geometrically over [lo, hi], leaving out the ends already probed."""
+    probed = {o.lr for _, o in search.ledger}
+    ends_known = int(search.lo in probed) + int(search.hi in probed)
+    grid = np.geomspace(search.lo, search.hi, n_new + ends_known).tolist()
+    if search.lo in probed:
+        grid = grid[1:]
+    if search.hi in probed:
+        grid = grid[:-1]
+    return [float(lr) for lr in grid]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# eta* of a network on a dataset
 
 
 @dataclass
@@ -103,11 +398,6 @@ class EtaStarResult:
     def median(self) -> float | None:
         return statistics.median(self.eta_stars) if self.eta_stars else None
 
-    @property
-    def spread(self) -> tuple[float, float] | None:
-        """(min, max) of eta* over the seeds that converged."""
-        return (min(self.eta_stars), max(self.eta_stars)) if self.eta_stars else None
-
     def seed_result(self, seed: int) -> SeedSearch:
         return next(s for s in self.per_seed if s.seed == seed)
 
@@ -117,159 +407,11 @@ class EtaStarResult:
             "threshold": self.threshold,
             "rtol": self.rtol,
             "eta_star_median": self.median,
-            "eta_star_spread": list(self.spread) if self.spread else None,
             "n_rounds": self.n_rounds,
             "n_probes": sum(len(s.ledger) for s in self.per_seed),
             "wall_time_s": self.wall_time_s,
-            "seeds": [
-                {**s.record(), **({"ledger": s.ledger_records()} if ledger else {})} for s in self.per_seed
-            ],
+            "seeds": [{**s.record(), **({"ledger": s.ledger_records()} if ledger else {})} for s in self.per_seed],
         }
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """How eta* is searched. Every default is our choice; the paper states none.
-
-    lr_bounds is the initial bracket (widened by its own ratio, at most ``max_widenings`` times, when it
-    does not straddle the edge); the search stops when hi / lo <= 1 + rtol; ``lrs_per_round`` is K of
-    the batched search (bisection probes one learning rate at a time).
-    """
-
-    method: str = "batched"
-    lr_bounds: tuple[float, float] = (1e-3, 10.0)
-    rtol: float = 0.05
-    lrs_per_round: int = 8
-    max_widenings: int = 6
-
-    def __post_init__(self) -> None:
-        if len(self.lr_bounds) != 2:
-            raise ValueError(f"lr_bounds must be (low, high), got {self.lr_bounds}")
-        lo, hi = (float(b) for b in self.lr_bounds)
-        object.__setattr__(self, "lr_bounds", (lo, hi))  # a YAML list becomes the tuple the hash sees either way
-        if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"learning-rate bounds must be positive and finite, got {self.lr_bounds}")
-        if not lo < hi:
-            raise ValueError(f"learning-rate bounds are inverted or equal: low {lo} must be below high {hi}")
-        if not self.rtol > 0:
-            raise ValueError(f"rtol must be positive, got {self.rtol}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown search method {self.method!r}; known: {', '.join(METHODS)}")
-        if self.method == "batched" and self.lrs_per_round < 2:
-            raise ValueError(f"the batched search needs lrs_per_round >= 2, got {self.lrs_per_round}")
-        if self.max_widenings < 0:
-            raise ValueError(f"max_widenings must be >= 0, got {self.max_widenings}")
-
-
-def update_bracket(search: SeedSearch, ratio: float, rtol: float) -> bool:
-    """Re-read the bracket off the ledger; returns True when it had to be widened (it does not straddle the edge)."""
-    successes, edge = search.successes(), search.edge()
-    if successes and edge is not None:
-        search.lo, search.hi = max(lr for lr in successes if lr < edge), edge
-        if edge / search.lo <= 1 + rtol:
-            search.status = "converged"
-        return False
-    probed = {o.lr for _, o in search.ledger}
-    if successes:  # nothing failed above the successes: move the bracket up once its top was probed
-        if search.hi not in probed:
-            search.lo = successes[-1]
-            return False
-        search.lo, search.hi = successes[-1], successes[-1] * ratio
-        return True
-    if all(o.outcome == "diverged" for _, o in search.ledger):  # move down once the bottom was probed
-        if search.lo not in probed:
-            return False
-        lowest = min(probed)
-        search.lo, search.hi = lowest / ratio, lowest
-        return True
-    return zoom_to_best_accuracy(search, ratio, rtol, probed)
-
-
-def zoom_to_best_accuracy(search: SeedSearch, ratio: float, rtol: float, probed: set[float]) -> bool:
-    """No success yet: look next to the probe with the best validation accuracy.
-
-    A failure that ran out of budget may have trained too slowly (a small LR) or have been wrecked
-    without diverging (a large LR: dead ReLUs, chance accuracy), so its outcome alone does not say on
-    which side of the success window it lies. Accuracy does: taken to rise, then fall, with log LR,
-    the window lies next to the best probe, in the wider gap to its neighbours. If the best probe is
-    the largest LR probed, everything was too slow and the bracket moves up (a widening); if it is the
-    smallest and its gap is already narrow, the bracket moves down. Once both gaps around an interior
-    best probe are narrower than rtol, no LR reaches the threshold at this resolution.
-    """
-    probes = sorted((o.lr, o.final_accuracy if o.outcome == "budget" else -1.0) for _, o in search.ledger)
-    scores = [-1.0 if math.isnan(score) else score for _, score in probes]
-    best_index = max(range(len(probes)), key=lambda i: scores[i])
-    best = probes[best_index][0]
-    lower = probes[best_index - 1][0] if best_index > 0 else None
-    upper = probes[best_index + 1][0] if best_index + 1 < len(probes) else None
-    if upper is None:  # the largest LR probed trained best: move up once the top was probed
-        if search.hi not in probed:
-            return False
-        search.lo, search.hi = best, best * ratio
-        return True
-    gaps = [(upper / best, best, upper)] + ([(best / lower, lower, best)] if lower is not None else [])
-    widest, lo, hi = max(gaps)
-    if widest > 1 + rtol:
-        search.lo, search.hi = lo, hi
-        return False
-    if lower is None:  # the smallest LR probed trained best, right next to a worse one: move down
-        search.lo, search.hi = best / ratio, best
-        return True
-    search.lo, search.hi = lo, hi
-    search.status = "no_success"
-    return False
-
-
-def round_lrs(search: SeedSearch, n_new: int) -> list[float]:
-    """n_new learning rates spread geometrically over [lo, hi], leaving out the ends already probed."""
-    probed = {o.lr for _, o in search.ledger}
-    ends_known = int(search.lo in probed) + int(search.hi in probed)
-    grid = np.geomspace(search.lo, search.hi, n_new + ends_known).tolist()
-    if search.lo in probed:
-        grid = grid[1:]
-    if search.hi in probed:
-        grid = grid[:-1]
-    return [float(lr) for lr in grid]
-
-
-def search_edges(
-    prober: Prober, seeds: Sequence[int], search: SearchConfig = SearchConfig(), *, progress: bool = False
-) -> tuple[list[SeedSearch], int]:
-    """Run the search for every seed against ``prober``; returns the searches and the number of sequential probes.
-
-    ``prober(lrs, seeds)`` trains replica k = (lrs[k], seeds[k]) and returns its outcome; the real one is
-    ``run_probe``, tests pass a synthetic oracle.
-    """
-    lr_bounds, rtol, method = search.lr_bounds, search.rtol, search.method
-    ratio = lr_bounds[1] / lr_bounds[0]
-    searches = [SeedSearch(seed=int(s), lo=lr_bounds[0], hi=lr_bounds[1]) for s in seeds]
-    widenings = {s.seed: 0 for s in searches}
-    # Bisection runs the seeds one after another, one learning rate per probe (Algorithm 1 as written).
-    queues = [searches] if method == "batched" else [[s] for s in searches]
-    n_rounds = 0
-    bar = tqdm(desc=f"eta* ({method})", unit="probe", disable=not progress, leave=False)
-    for queue in queues:
-        while running := [s for s in queue if s.status == "running"]:
-            n_new = search.lrs_per_round if method == "batched" else 1
-            plan = [(s, lr) for s in running for lr in round_lrs(s, n_new)]
-            if method == "batched":  # one probe of every planned replica
-                calls = [plan]
-            else:  # one learning rate per probe
-                calls = [[item] for item in plan]
-            for call in calls:
-                n_rounds += 1
-                outcomes = prober([lr for _, lr in call], [s.seed for s, _ in call])
-                for (s, _), outcome in zip(call, outcomes):
-                    s.ledger.append((n_rounds, outcome))
-            bar.update(len(plan))
-            for s in running:
-                if update_bracket(s, ratio, rtol):
-                    widenings[s.seed] += 1
-                    if widenings[s.seed] > search.max_widenings:
-                        s.status = "no_success" if not s.successes() else "no_failure"
-            bar.set_postfix(brackets=" ".join(f"[{s.lo:.3g},{s.hi:.3g}]" for s in running if s.lo and s.hi))
-    bar.close()
-    return searches, n_rounds
 
 
 def find_eta_star(
@@ -280,20 +422,23 @@ def find_eta_star(
     *,
     threshold: float | None = None,
     seeds: Sequence[int] = (0,),
+    speculation: int = 1,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    full_validation: bool = False,
 ) -> EtaStarResult:
     """eta* of ``net`` on ``dataset`` for each seed; the threshold defaults to the dataset's (paper's where known)."""
     threshold = dataset.meta["default_threshold"] if threshold is None else threshold
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    check_threshold(threshold)
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
 
     def prober(lrs: Sequence[float], probe_seeds: Sequence[int]) -> list[ProbeOutcome]:
-        return run_probe(dataset, net, train, lrs, probe_seeds, threshold, device=device, dtype=dtype)
+        return train_replicas(
+            dataset, net, train, lrs, probe_seeds, threshold, device=device, dtype=dtype, full_validation=full_validation
+        )[0]
 
     start = time.perf_counter()
-    searches, n_rounds = search_edges(prober, seeds, search, progress=progress)
+    searches, n_rounds = search_edges(prober, seeds, search, speculation=speculation, progress=progress)
     return EtaStarResult(search.method, threshold, search.rtol, searches, n_rounds, time.perf_counter() - start)

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from milr_core.model import NetworkSpec
-from milr_core.sharpness import flat_logits_fn, layer_blocks
+from milr_core.model import flat_logits_fn, layer_blocks
 
 
 def ntk_trace_expectation(
