@@ -1,239 +1,376 @@
-"""The ``milr`` command line: eta*, sharpness, sweeps, predictions and the book, each a thin wrapper over the library.
+"""The ``milr`` command line: eta*, sharpness, sweeps, experiments, predictions and the book's notebooks.
 
-Every command checks its arguments before loading data or training, prints a JSON result on stdout
-(progress bars go to stderr), and can also write the JSON to ``--out``.
+The flags of a protocol section are read off its config dataclass: the field ``batch_size`` of
+``TrainConfig`` is the flag ``--batch-size``, with the field's type, default and help text, and its
+choices from the constants the dataclass checks it against; so a default lives in one place and a new
+field is a new flag. Values are checked by constructing the dataclasses.
+
+Every command checks its arguments, paths and device before it reads any data or trains anything. A
+problem ends in one line on stderr, ``error: ...``, and exit status 2 (1 for a failure that is not bad
+input); ``--debug`` adds the traceback. Results are strict JSON on stdout (a non-finite number is
+written ``{"$float": "NaN"}``), optionally also written to ``--out``.
+
+Only ``config`` and ``network`` (both torch-free) are imported with this module, so ``milr --help`` is
+instant; torch, pandas and the rest of the engine are imported by the commands that use them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import os
 import sys
+import traceback
+import types
+import typing
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+from milr_core.config import (
+    DATASETS,
+    DTYPES,
+    EIGEN_METHODS,
+    LOSSES,
+    MATRICES,
+    SEARCH_METHODS,
+    RunOptions,
+    SearchConfig,
+    SharpnessConfig,
+    TrainConfig,
+    check_threshold,
+)
+from milr_core.network import PARAMETERISATIONS, NetworkSpec
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but torch sees no CUDA device")
-    return name
-
-
-def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
-    """What names a network in a store: dataset, depth, width, parameterisation, input-layer LR factor."""
-    from milr_core.model import PARAMETERISATIONS
-
-    parser.add_argument("--dataset", required=True, help="mnist, fashion_mnist, cifar10 or gaussians")
-    parser.add_argument("--depth", type=int, required=True, help="number of hidden layers")
-    parser.add_argument("--width", type=int, required=True, help="units per hidden layer")
-    parser.add_argument("--parameterisation", default="standard", choices=sorted(PARAMETERISATIONS))
-    parser.add_argument("--input-lr-factor", type=float, default=0.1, help="LR multiplier of the input layer (ours)")
-
-
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    add_shape_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. n-1)")
-    parser.add_argument("--no-bias", action="store_true", help="networks without biases")
-    parser.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:n]")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    parser.add_argument("--out", type=Path, help="also write the JSON result here")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="milr", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    eta = commands.add_parser("eta-star", help="find eta* (Algorithm 1 or the batched search)")
-    add_network_arguments(eta)
-    eta.add_argument("--threshold", type=float, help="validation accuracy t (default: the dataset's)")
-    eta.add_argument("--method", default="batched", choices=["batched", "bisection"])
-    eta.add_argument("--lr-min", type=float, default=1e-3)
-    eta.add_argument("--lr-max", type=float, default=10.0)
-    eta.add_argument("--rtol", type=float, default=0.05, help="stop when the bracket ratio is <= 1 + rtol")
-    eta.add_argument("--lrs-per-round", type=int, default=8)
-    eta.add_argument("--batch-size", type=int, default=128)
-    eta.add_argument("--epochs", type=float, default=2.0)
-    eta.add_argument("--max-steps", type=int, help="step budget (overrides --epochs)")
-    eta.add_argument("--eval-every", type=int, default=25)
-    eta.add_argument("--ledger", action="store_true", help="include every probe in the JSON")
-
-    sharp = commands.add_parser("sharpness", help="top Hessian eigenvalue lambda_1 at initialisation")
-    add_network_arguments(sharp)
-    sharp.add_argument("--method", default="lanczos", choices=["lanczos", "power"])
-    sharp.add_argument("--matrix", default="hessian", choices=["hessian", "ggn"])
-    sharp.add_argument("--subset", type=int, default=2048, help="training examples in the loss")
-    sharp.add_argument("--tol", type=float, default=1e-6, help="relative residual to stop at")
-    sharp.add_argument("--per-layer", action="store_true", help="also each layer's diagonal block")
-
-    sweep = commands.add_parser("sweep", help="run a grid into a resumable result store")
-    sweep.add_argument("grid", type=Path, help="grid YAML file")
-    sweep.add_argument("--store", type=Path, help="result store directory (default: results/<grid name>)")
-    sweep.add_argument("--executor", default="local", choices=["local", "ray"])
-    sweep.add_argument("--resume", action="store_true", help="skip cells already in the store")
-    sweep.add_argument("--device", default="auto")
-
-    experiment = commands.add_parser("experiment", help="one book experiment's grids into its profile's store")
-    experiment.add_argument("name", help="an experiment of milr_core/grids (power_law, sharpness, ...)")
-    experiment.add_argument("--profile", default="paper", choices=["smoke", "paper"])
-    experiment.add_argument(
-        "--compute", action=argparse.BooleanOptionalAction, default=True,
-        help="compute the cells the store lacks (default); --no-compute only reports what it holds",
-    )  # fmt: skip
-    experiment.add_argument("--datasets", nargs="+", help="only these datasets")
-    experiment.add_argument("--variants", nargs="+", help="only the variants with these names")
-    experiment.add_argument("--depths", nargs="+", type=int, help="only these depths")
-    experiment.add_argument("--widths", nargs="+", type=int, help="only these widths")
-    experiment.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
-    experiment.add_argument("--executor", default="local", choices=["local", "ray"])
-    experiment.add_argument("--device", default="auto")
-
-    predict = commands.add_parser("predict", help="eta* from the power law fitted to a store's eta* cells")
-    add_shape_arguments(predict)
-    predict.add_argument("--store", type=Path, help="result store directory (default: the committed results/paper)")
-    predict.add_argument("--max-depth-over-width", type=float, help="fit only cells with d/w at most this")
-    predict.add_argument("--ci", type=float, default=0.95, help="level of the prediction interval")
-    predict.add_argument("--out", type=Path, help="also write the JSON result here")
-
-    reproduce = commands.add_parser("reproduce", help="execute every notebook with papermill")
-    reproduce.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
-    reproduce.add_argument("--only", help="run only the notebook with this name")
-    reproduce.add_argument(
-        "--compute", action=argparse.BooleanOptionalAction, default=None,
-        help="compute the cells the profile's store lacks (--no-compute: read the store only); "
-        "default: MILR_COMPUTE, else smoke computes and paper only reads",
-    )  # fmt: skip
-    return parser
+DESCRIPTION = (
+    "Maximal initial learning rates in deep ReLU networks: find eta*, measure the sharpness lambda_1 at "
+    "initialisation, run resumable sweeps and the book's experiments, predict eta* from a result store, "
+    "execute the book's notebooks. Every command checks its arguments before it reads any data, and prints "
+    "its result as JSON. 'milr COMMAND --help' lists a command's options."
+)
+# The choices of a field: the constants its dataclass checks it against.
+CHOICES = {
+    (NetworkSpec, "parameterisation"): tuple(PARAMETERISATIONS),
+    (TrainConfig, "loss"): LOSSES,
+    (SearchConfig, "method"): SEARCH_METHODS,
+    (SharpnessConfig, "method"): EIGEN_METHODS,
+    (SharpnessConfig, "loss"): LOSSES,
+    (SharpnessConfig, "matrix"): MATRICES,
+    (RunOptions, "dtype"): DTYPES,
+}
+SET_BY_DATA = ("in_dim", "out_dim")  # the NetworkSpec fields the dataset fixes
 
 
-def emit(result: dict, out: Path | None) -> None:
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+class InputError(Exception):
+    """A command line that argparse refuses."""
 
 
-def check_network_arguments(args: argparse.Namespace) -> None:
-    """Refuse bad input before any data is loaded."""
-    from milr_core.data import DATASETS
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are raised (and so printed as one line), not printed with the usage."""
 
-    if args.dataset not in DATASETS:
-        raise SystemExit(f"error: unknown dataset {args.dataset!r}; known: {', '.join(DATASETS)}")
-    for name in ("depth", "width", "seeds"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name} must be >= 1, got {getattr(args, name)}")
+    def error(self, message: str) -> typing.NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help)")
 
 
-def network_for(args: argparse.Namespace, dataset):
-    from milr_core.model import NetworkSpec
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, written as the flags would set it."""
 
-    return NetworkSpec(
-        depth=args.depth,
-        width=args.width,
-        in_dim=dataset.in_dim,
-        out_dim=dataset.n_classes,
-        bias=not args.no_bias,
-        input_lr_factor=args.input_lr_factor,
-        parameterisation=args.parameterisation,
-    )
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)  # e.g. --resume
+        if switch or action.default in (None, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return f"{text} (default: {shown_default(action).replace('%', '%%')})"
 
 
-def run_eta_star(args: argparse.Namespace) -> dict:
-    from milr_core.data import load_dataset
-    from milr_core.probe import TrainConfig
-    from milr_core.search import SearchConfig, find_eta_star
+def shown_default(action: argparse.Action) -> str:
+    """An option's default as a user would type it: --flag / --no-flag, a list as its items."""
+    value = action.default
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return action.option_strings[0 if value else 1]
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value)) or "none"
+    return str(value)
 
-    check_network_arguments(args)
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise SystemExit(f"error: --threshold must lie in (0, 1), got {args.threshold}")
-    try:
-        search = SearchConfig(args.method, (args.lr_min, args.lr_max), args.rtol, args.lrs_per_round)
-        train = TrainConfig(args.batch_size, args.epochs, args.max_steps, args.eval_every, args.loss)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    device = resolve_device(args.device)
-    dataset = load_dataset(args.dataset)
-    result = find_eta_star(
-        dataset,
-        network_for(args, dataset),
-        train,
-        search,
-        threshold=args.threshold,
-        seeds=list(range(args.seeds)),
-        device=device,
-        dtype=DTYPES[args.dtype],
-        progress=True,
-    )
+
+# ----------------------------------------------------------------------------------------------------------
+# flags read off the dataclasses
+
+
+def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str, exclude: tuple[str, ...] = ()) -> None:
+    """A flag per field of ``cls`` (bar ``exclude``), stored as ``<key>.<field>`` for ``section_values`` to read."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
+        required = field.default is dataclasses.MISSING
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=f"{key}.{field.name}",
+            required=required,
+            default=None if required else field.default,
+            help=field.metadata.get("help", "").replace("%", "%%"),
+            **value_kind(field.name, hints[field.name], CHOICES.get((cls, field.name))),
+        )
+
+
+def value_kind(name: str, hint: object, choices: tuple | None) -> dict:
+    """add_argument's type, nargs, action or choices (and metavar) for the field ``name`` of type ``hint``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: None can only be the default
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if Ellipsis in items:
+            return {"type": items[0], "nargs": "*", "metavar": items[0].__name__.upper()}
+        return {"type": items[0], "nargs": len(items), "metavar": tuple(item.__name__.upper() for item in items)}
+    if choices:
+        return {"type": hint, "choices": choices}
+    return {"type": hint, "metavar": name.upper() if hint is str else hint.__name__.upper()}
+
+
+def section_values(args: argparse.Namespace, key: str) -> dict:
+    """The fields of the section stored under ``key``, as its dataclass takes them (lists as tuples)."""
+    prefix = key + "."
     return {
-        "dataset": args.dataset,
-        "data_source": dataset.meta["source"],
-        "depth": args.depth,
-        "width": args.width,
-        "device": device,
-        "torch": torch.__version__,
-        **result.to_dict(ledger=args.ledger),
+        name.removeprefix(prefix): tuple(value) if isinstance(value, list) else value
+        for name, value in vars(args).items()
+        if name.startswith(prefix)
     }
 
 
-def run_sharpness(args: argparse.Namespace) -> dict:
-    from tqdm.auto import tqdm
+def count(text: str) -> int:
+    """An integer >= 1 (an argparse type)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def number(allowed: str, holds: Callable[[float], bool]) -> Callable[[str], float]:
+    """An argparse type: a float for which ``holds`` is true, else an error saying it must be ``allowed``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not holds(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+fraction = number("a number in (0, 1)", lambda value: 0 < value < 1)
+positive = number("a positive number", lambda value: 0 < value < math.inf)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the parser
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="milr", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, summary: str) -> Parser:
+        sub = commands.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def add_task(sub: Parser) -> argparse._ArgumentGroup:
+        task = sub.add_argument_group("task")
+        task.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset, with its default options")
+        task.add_argument("--seeds", type=count, default=1, metavar="N", help="number of seeds: 0 .. N-1")
+        return task
+
+    def add_out(sub: Parser) -> None:
+        sub.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to this file")
+
+    eta = command("eta-star", eta_star_command, "Find eta*, the largest initial learning rate that still trains, per seed.")
+    add_task(eta).add_argument(
+        "--threshold", type=float, metavar="T", help="validation accuracy t a probe must reach (default: the dataset's)"
+    )
+    add_section(eta, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
+    add_section(eta, "train", TrainConfig, "training of each probe (TrainConfig)")
+    add_section(eta, "search", SearchConfig, "search (SearchConfig)")
+    add_section(eta, "run", RunOptions, "how it runs (RunOptions)", ("workers",))
+    eta.add_argument("--ledger", action="store_true", help="include every probe in the JSON")
+    add_out(eta)
+
+    sharp = command("sharpness", sharpness_command, "Measure lambda_1, the top Hessian eigenvalue of the loss at initialisation.")
+    add_task(sharp)
+    add_section(sharp, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
+    add_section(sharp, "sharpness", SharpnessConfig, "measurement (SharpnessConfig)")
+    add_section(sharp, "run", RunOptions, "how it runs (RunOptions)", ("workers", "speculation"))
+    add_out(sharp)
+
+    sweep = command("sweep", sweep_command, "Compute a grid (a YAML file) into a resumable result store.")
+    sweep.add_argument("grid", type=Path, help="the grid's YAML file (milr_core/grid.py describes the format)")
+    sweep.add_argument("--store", type=Path, metavar="FOLDER", help="result store folder (default: results/<grid name>)")
+    sweep.add_argument("--resume", action="store_true", help="skip the cells the store holds (without it, a store "
+                       "holding some of the grid's cells is refused)")  # fmt: skip
+    sweep.add_argument("--executor", default="local", help="local (processes on this machine) or ray")
+    add_section(sweep, "run", RunOptions, "how it runs (RunOptions)")
+
+    experiment = command("experiment", experiment_command, "Compute or read a book experiment in its profile's store.")
+    experiment.add_argument("name", help="an experiment (a grid file of milr_core/grids: power_law, sharpness, ...)")
+    experiment.add_argument("--profile", default="paper", help="smoke (tiny grids) or paper (the book's grids)")
+    experiment.add_argument("--compute", action=argparse.BooleanOptionalAction, default=True,
+                            help="compute the cells the store lacks; --no-compute only reads what it holds")  # fmt: skip
+    part = experiment.add_argument_group("part (only the cells with these values)")
+    part.add_argument("--datasets", nargs="+", metavar="NAME")
+    part.add_argument("--variants", nargs="+", metavar="NAME")
+    part.add_argument("--depths", nargs="+", type=int, metavar="INT")
+    part.add_argument("--widths", nargs="+", type=int, metavar="INT")
+    part.add_argument("--seeds", nargs="+", type=int, metavar="INT")
+    experiment.add_argument("--executor", default="local", help="local (processes on this machine) or ray")
+    add_section(experiment, "run", RunOptions, "how it runs (RunOptions)")
+
+    predict = command("predict", predict_command, "Predict eta* from the power law fitted to a store's eta* cells.")
+    predict.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset whose eta* cells are fitted")
+    add_section(predict, "network", NetworkSpec, "network (NetworkSpec)", (*SET_BY_DATA, "bias"))
+    predict.add_argument("--store", type=Path, metavar="FOLDER", help="result store folder (default: results/paper)")
+    predict.add_argument("--max-depth-over-width", type=positive, metavar="FLOAT", help="fit only cells with d/w at most this")
+    predict.add_argument("--ci", type=fraction, default=0.95, metavar="FLOAT", help="level of the prediction interval")
+    add_out(predict)
+
+    reproduce = command("reproduce", reproduce_command, "Execute the book's notebooks (or one of them) with papermill.")
+    reproduce.add_argument("--profile", default="smoke", help="smoke (tiny grids, live) or paper (the committed store)")
+    reproduce.add_argument("--only", metavar="NOTEBOOK", help="execute only this notebook (e.g. 02_power_law)")
+    reproduce.add_argument("--compute", action=argparse.BooleanOptionalAction,
+                           help="compute the cells the store lacks (--no-compute: read it only); "
+                           "default: MILR_COMPUTE, else smoke computes and paper reads")  # fmt: skip
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checks before anything is read or trained
+
+
+def checked_network(args: argparse.Namespace) -> dict:
+    """The network section, checked (with placeholder ends, which the dataset fixes later)."""
+    network = section_values(args, "network")
+    NetworkSpec(**network, in_dim=1, out_dim=1)
+    return network
+
+
+def check_fits_data(name: str, options: dict, configs, where: str = "") -> None:
+    """Refuse a batch or a sharpness subset larger than the training set, from its known size (no file is read)."""
+    from milr_core.grid import check_sizes
+
+    sections = {"train": c for c in configs if isinstance(c, TrainConfig)} | {
+        "sharpness": c for c in configs if isinstance(c, SharpnessConfig)}
+    check_sizes(sections, [name], {name: options}, where.rstrip(": ") or "error")
+
+
+def check_out(path: Path | None) -> None:
+    """Refuse an --out path that cannot be written, before the computation."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"--out {path}: the folder {path.parent} is not writable")
+
+
+def prepared_device(run: RunOptions) -> str:
+    """The device to compute on, refused if torch sees no such device; torch's threads pinned, TF32 as asked."""
+    from milr_core.sweep import pin_threads, resolve_device, set_precision
+
+    device = resolve_device(run.device)
+    pin_threads(run)
+    set_precision(device, run.dtype)
+    return device
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the commands
+
+
+def eta_star_command(args: argparse.Namespace) -> dict:
+    """eta* of one network per seed, with the search's summary (and ledger)."""
+    check_threshold(args.threshold)
+    network = checked_network(args)
+    train, search = TrainConfig(**section_values(args, "train")), SearchConfig(**section_values(args, "search"))
+    run = RunOptions(**section_values(args, "run"))
+    check_fits_data(args.dataset, {}, [train])
+    check_out(args.out)
+    device = prepared_device(run)
+
+    import torch
+
+    from milr_core.data import load_dataset
+    from milr_core.search import find_eta_star
+    from milr_core.sweep import speculation_for, torch_dtype
+
+    dataset = load_dataset(args.dataset)
+    net = NetworkSpec(**network, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
+    seeds = list(range(args.seeds))
+    result = find_eta_star(
+        dataset, net, train, search, threshold=args.threshold, seeds=seeds,
+        speculation=speculation_for(device, net, len(seeds), run.speculation), device=device,
+        dtype=torch_dtype(run.dtype), progress=run.progress,
+    )  # fmt: skip
+    return {
+        "dataset": args.dataset, "data_source": dataset.meta["source"], "depth": net.depth, "width": net.width,
+        "device": device, "torch": torch.__version__, **result.to_dict(ledger=args.ledger),
+    }  # fmt: skip
+
+
+def sharpness_command(args: argparse.Namespace) -> dict:
+    """lambda_1 (and what the sharpness section adds) of one network per seed, at initialisation."""
+    network = checked_network(args)
+    config = SharpnessConfig(**section_values(args, "sharpness"))
+    run = RunOptions(**section_values(args, "run"))
+    check_fits_data(args.dataset, {}, [config])
+    check_out(args.out)
+    device = prepared_device(run)
 
     from milr_core.data import load_dataset
     from milr_core.sharpness import sharpness_at_init
+    from milr_core.sweep import torch_dtype
 
-    check_network_arguments(args)
-    if not args.tol > 0:
-        raise SystemExit(f"error: --tol must be positive, got {args.tol}")
-    if args.subset < 1:
-        raise SystemExit(f"error: --subset must be >= 1, got {args.subset}")
-    device = resolve_device(args.device)
     dataset = load_dataset(args.dataset)
-    spec = network_for(args, dataset)
-    results = []
-    for seed in tqdm(range(args.seeds), desc="lambda_1", unit="seed"):
-        result = sharpness_at_init(
-            dataset,
-            spec,
-            seed,
-            subset_size=args.subset,
-            method=args.method,
-            tol=args.tol,
-            loss=args.loss,
-            matrix=args.matrix,
-            per_layer=args.per_layer,
-            device=device,
-            dtype=DTYPES[args.dtype],
-        )
-        results.append(result.to_dict())
-    return {"dataset": args.dataset, "data_source": dataset.meta["source"], "device": device, "seeds": results}
+    net = NetworkSpec(**network, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
+    seeds = [
+        sharpness_at_init(dataset, net, seed, config, device=device, dtype=torch_dtype(run.dtype))
+        for seed in range(args.seeds)
+    ]
+    return {"dataset": args.dataset, "data_source": dataset.meta["source"], "device": device, "seeds": seeds}
 
 
-def run_sweep_command(args: argparse.Namespace) -> dict:
-    from milr_core.sweep import load_grid, run_sweep
+def sweep_command(args: argparse.Namespace) -> dict:
+    """The grid's missing cells computed into its store; how many it has and the store holds."""
+    from milr_core.grid import load_grid
+    from milr_core.sweep import run_sweep
 
     grid = load_grid(args.grid)
-    store = args.store or Path("results") / grid["name"]
-    frame = run_sweep(grid, store, executor=args.executor, device=resolve_device(args.device), resume=args.resume)
-    return {"grid": grid["name"], "store": str(store), "cells": len(frame)}
+    run = RunOptions(**section_values(args, "run"))
+    store = args.store or Path("results") / grid.name
+    if store.exists() and not store.is_dir():
+        raise ValueError(f"--store {store} is a file, not a result store folder")
+    prepared_device(run)
+    frame = run_sweep(grid, store, run=run, executor=args.executor, resume=args.resume, progress=run.progress)
+    return {"grid": grid.name, "store": str(store), "cells": grid.n_cells, "stored": len(frame)}
 
 
-def run_experiment_command(args: argparse.Namespace) -> dict:
+def experiment_command(args: argparse.Namespace) -> dict:
+    """An experiment's grids (or a part of them) computed or read; per grid, its cells and how many are stored."""
     from milr_core.experiments import PARTS, results_root, run_experiment
 
+    run = RunOptions(**section_values(args, "run"))
+    if args.compute:
+        prepared_device(run)
     part = {key: getattr(args, key) for key in PARTS if getattr(args, key) is not None}
-    try:
-        frame = run_experiment(
-            args.name, args.profile, compute=args.compute, part=part, device=resolve_device(args.device),
-            executor=args.executor,
-        )  # fmt: skip
-    except (LookupError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+    frame = run_experiment(args.name, args.profile, compute=args.compute, part=part, run=run, executor=args.executor)
     grids = frame.groupby("grid", sort=False)[["grid_cells", "grid_stored"]].first()
     return {
         "experiment": args.name,
@@ -242,43 +379,95 @@ def run_experiment_command(args: argparse.Namespace) -> dict:
     }
 
 
-def run_predict(args: argparse.Namespace) -> dict:
+def predict_command(args: argparse.Namespace) -> dict:
+    """eta* predicted from a store's power law, with its interval; warnings go to stderr."""
+    network = checked_network(args)
+    check_out(args.out)
+
     from milr_core.experiments import results_root
     from milr_core.predict import eta_star_frame, predict_eta_star
 
     store = args.store or results_root() / "paper"
-    try:
-        prediction = predict_eta_star(
-            eta_star_frame(store), args.dataset, args.depth, args.width, parameterisation=args.parameterisation,
-            input_lr_factor=args.input_lr_factor, max_depth_over_width=args.max_depth_over_width, ci=args.ci,
-        )  # fmt: skip
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+    prediction = predict_eta_star(
+        eta_star_frame(store), args.dataset, network["depth"], network["width"],
+        parameterisation=network["parameterisation"], input_lr_factor=network["input_lr_factor"],
+        max_depth_over_width=args.max_depth_over_width, ci=args.ci,
+    )  # fmt: skip
     for warning in prediction.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return {"store": str(store), **prediction.to_dict()}
 
 
-def run_reproduce(args: argparse.Namespace) -> dict:
+def reproduce_command(args: argparse.Namespace) -> dict:
+    """Seconds per notebook executed."""
     from milr_core.reproduce import reproduce
 
     return reproduce(profile=args.profile, only=args.only, compute=args.compute)
 
 
-COMMANDS = {
-    "eta-star": run_eta_star,
-    "sharpness": run_sharpness,
-    "sweep": run_sweep_command,
-    "experiment": run_experiment_command,
-    "predict": run_predict,
-    "reproduce": run_reproduce,
-}
+# ----------------------------------------------------------------------------------------------------------
+# running a command
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """The result as strict JSON on stdout, and in ``out`` if given."""
+    from milr_core.store import encode
+
+    text = json.dumps(encode(result), indent=2, allow_nan=False)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, without the source line Python adds."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """What a user can fix: a bad value, path, grid, missing data or a missing optional package."""
+    data = sys.modules.get("milr_core.data")  # its errors can only have been raised if it was imported
+    return (InputError, ValueError, LookupError, OSError, ImportError, *((data.DataError,) if data else ()))
+
+
+def describe(error: BaseException) -> str:
+    """One line saying what went wrong."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    if isinstance(error, ModuleNotFoundError):
+        return f"{error} (install the extra that provides it: see the README)"
+    return str(error) or type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    emit(COMMANDS[args.command](args), getattr(args, "out", None))
-    return 0
+    """Run one command; the exit status: 0 done, 2 bad input, 1 another failure, 130 interrupted."""
+    args = None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            args, unknown = build_parser().parse_known_args(argv)
+            if unknown:
+                raise InputError(f"unrecognized arguments: {' '.join(unknown)} (see milr {args.command} --help)")
+            emit(args.handler(args), getattr(args, "out", None))
+        return 0
+    except SystemExit as done:  # --help
+        return done.code if isinstance(done.code, int) else 0
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of stdout left (| head): nothing to report, and nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as error:
+        if args is not None and args.debug:
+            traceback.print_exc()
+        if isinstance(error, bad_input_errors()):
+            print(f"error: {describe(error)}", file=sys.stderr)
+            return 2
+        print(f"error: {type(error).__name__}: {describe(error)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ This module imports no torch, so ``milr --help`` starts in well under a second.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "gaussians")
 # Default validation-accuracy threshold t per dataset, and whose choice it is.
@@ -63,12 +63,14 @@ class TrainConfig:
     the network has blown up).
     """
 
-    batch_size: int = 128
-    epochs: float = 2.0
-    max_steps: int | None = None
-    eval_every: int = 25
-    loss: str = "cross_entropy"
-    max_loss: float = 1e3
+    batch_size: int = field(default=128, metadata={"help": "examples per SGD step"})
+    epochs: float = field(
+        default=2.0, metadata={"help": "training budget in passes over the training set (unless max_steps is set)"}
+    )
+    max_steps: int | None = field(default=None, metadata={"help": "training budget in SGD steps, instead of epochs"})
+    eval_every: int = field(default=25, metadata={"help": "SGD steps between validation-accuracy checks"})
+    loss: str = field(default="cross_entropy", metadata={"help": "training loss"})
+    max_loss: float = field(default=1e3, metadata={"help": "a training-batch loss above this counts as divergence"})
 
     def __post_init__(self) -> None:
         if not whole(self.batch_size, 1):
@@ -107,12 +109,20 @@ class SearchConfig:
     still succeeds when success is not monotone in the learning rate (a diagnostic; eta* is unchanged).
     """
 
-    method: str = "bisection"
-    lr_bounds: tuple[float, float] = (1e-3, 10.0)
-    rtol: float = 0.05
-    max_widenings: int = 6
-    lrs_per_round: int = 8
-    probe_above: tuple[float, ...] = ()
+    method: str = field(
+        default="bisection", metadata={"help": "bisection (the paper's Algorithm 1) or ksection (ours, another estimand)"}
+    )
+    lr_bounds: tuple[float, float] = field(
+        default=(1e-3, 10.0), metadata={"help": "the initial bracket of learning rates, low and high (widened if needed)"}
+    )
+    rtol: float = field(default=0.05, metadata={"help": "the search stops when high / low <= 1 + rtol"})
+    max_widenings: int = field(
+        default=6, metadata={"help": "how often a bracket that misses the edge may be widened by its own ratio"}
+    )
+    lrs_per_round: int = field(default=8, metadata={"help": "learning rates per seed and round (ksection only)"})
+    probe_above: tuple[float, ...] = field(
+        default=(), metadata={"help": "factors f > 1: after the search, also probe eta* x f (a diagnostic)"}
+    )
 
     def __post_init__(self) -> None:
         check_choice("search", "method", self.method, SEARCH_METHODS)
@@ -155,17 +165,27 @@ class SharpnessConfig:
     Gauss-Newton lambda_1 (cross-entropy only).
     """
 
-    subset_size: int = 2048
-    subset_seed: int = 0
-    chunk_size: int = 2048
-    method: str = "lanczos"
-    tol: float = 1e-5
-    max_iter: int | None = None
-    loss: str = "cross_entropy"
-    matrix: str = "hessian"
-    effective: bool = True
-    per_layer: bool = False
-    bounds: bool = False
+    subset_size: int = field(
+        default=2048, metadata={"help": "training examples in the loss whose curvature is measured"}
+    )
+    subset_seed: int = field(default=0, metadata={"help": "seed of the permutation that picks those examples"})
+    chunk_size: int = field(
+        default=2048, metadata={"help": "examples per chunk of a Hessian-vector product (memory, not the result)"}
+    )
+    method: str = field(default="lanczos", metadata={"help": "eigensolver: lanczos, or power iteration"})
+    tol: float = field(default=1e-5, metadata={"help": "relative residual the top eigenpair must reach"})
+    max_iter: int | None = field(
+        default=None, metadata={"help": "cap on operator products per precision (default: the solver's own)"}
+    )
+    loss: str = field(default="cross_entropy", metadata={"help": "loss whose curvature is measured"})
+    matrix: str = field(default="hessian", metadata={"help": "hessian, or ggn (its Gauss-Newton part)"})
+    effective: bool = field(
+        default=True, metadata={"help": "also measure lambda_1_eff, the curvature the per-layer learning rates see"}
+    )
+    per_layer: bool = field(default=False, metadata={"help": "also measure each layer's diagonal block"})
+    bounds: bool = field(
+        default=False, metadata={"help": "also our bounds of chapter 8 and the Gauss-Newton lambda_1 (cross_entropy only)"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("subset_size", "chunk_size"):
@@ -237,12 +257,20 @@ class RunOptions:
     two processes with default threads on two cores run each step 20-50x slower.
     """
 
-    device: str = "auto"
-    dtype: str = "float32"
-    speculation: int | None = None
-    workers: int = 1
-    threads: int | None = None
-    progress: bool = False
+    device: str = field(
+        default="auto", metadata={"help": "auto (cuda where torch sees one, else cpu), cpu, cuda or cuda:N"}
+    )
+    dtype: str = field(
+        default="float32", metadata={"help": "float32, float64, or tf32 (float32 storage, TF32 matmuls on a GPU)"}
+    )
+    speculation: int | None = field(
+        default=None, metadata={"help": "bisection steps evaluated at once, 1 to 6 (default: 1 on a CPU, more on a GPU)"}
+    )
+    workers: int = field(default=1, metadata={"help": "processes computing cells in parallel"})
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads per worker (default: the cores / workers)"}
+    )
+    progress: bool = field(default=False, metadata={"help": "show progress bars on stderr"})
 
     def __post_init__(self) -> None:
         check_device(self.device)

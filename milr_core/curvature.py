@@ -307,13 +307,18 @@ def top_hessian_eigenvalue(
     )  # fmt: skip
 
 
-def power_iteration(operator: LinearOperator, v: torch.Tensor, tol: float, max_iter: int) -> tuple[float, float, int, torch.Tensor]:
-    """The largest-*magnitude* eigenpair; its Rayleigh quotient and true residual come from the same product."""
+def power_iteration(
+    operator: LinearOperator, v: torch.Tensor, tol: float, max_iter: int, offset: float = 0.0
+) -> tuple[float, float, int, torch.Tensor]:
+    """The largest-*magnitude* eigenpair; its Rayleigh quotient and true residual come from the same product.
+
+    ``offset``: the operator is A - offset I, and the residual is judged relative to A's eigenvalue.
+    """
     v = v / v.norm()
     for step in range(1, max_iter + 1):
         w = operator.matvec(v)
         value = torch.dot(v, w)
-        residual = ((w - value * v).norm() / value.abs().clamp_min(1e-300)).item()
+        residual = ((w - value * v).norm() / (value + offset).abs().clamp_min(1e-300)).item()
         if residual <= tol or step == max_iter:
             break
         v = w / w.norm()
@@ -326,9 +331,8 @@ def top_by_power_iteration(operator: LinearOperator, v: torch.Tensor, tol: float
     value, residual, products, vector = power_iteration(operator, v, tol, max_iter)
     if value >= 0:
         return value, residual, products, vector
-    shifted_value, _, more, vector = power_iteration(ShiftedOperator(operator, value), v, tol, max_iter)
-    top = shifted_value + value
-    return top, true_residual(operator, vector, top), products + more + 1, vector
+    shifted_value, residual, more, vector = power_iteration(ShiftedOperator(operator, value), v, tol, max_iter, value)
+    return shifted_value + value, residual, products + more, vector
 
 
 def lanczos(operator: LinearOperator, q: torch.Tensor, tol: float, max_iter: int) -> tuple[float, float, int, torch.Tensor]:

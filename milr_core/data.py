@@ -221,6 +221,14 @@ def check_options(name: str, options: dict) -> dict:
     return {key: _checked_option(name, key, value) for key, value in {**defaults, **given}.items()}
 
 
+def training_size(name: str, options: dict) -> int:
+    """How many training examples ``name`` with ``options`` holds, known without reading it (batch and subset checks)."""
+    resolved = check_options(name, options)
+    if name == "gaussians":
+        return 2 * resolved["n_train_per_class"]
+    return N_OFFICIAL_TRAIN[name] - resolved["val_size"]
+
+
 def _checked_option(name: str, key: str, value: object) -> int | float | str:
     if key == "preprocessing":
         if not isinstance(value, str) or value not in PREPROCESSING:

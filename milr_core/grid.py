@@ -224,7 +224,7 @@ def checked_options(options: dict, datasets: list[str], where: str) -> dict[str,
         try:
             resolved[name] = check_options(name, given)
         except DataError as error:
-            raise GridError(f"{where}.{name}: {error}") from None
+            raise GridError(f"{where}: {error}") from None
     return resolved
 
 
@@ -256,6 +256,7 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     except (ValueError, TypeError) as error:
         raise GridError(f"{where}: {error}") from None
     check_kind(kind, sections, where)
+    check_sizes(sections, datasets, options, where)
     network = {key: value for key, value in network.items() if key not in SHAPE}
     return Variant(name, network, sections, threshold if kind in TRAINED else None, dtype, options)
 
@@ -266,6 +267,18 @@ def check_kind(kind: str, sections: dict, where: str) -> None:
         raise GridError(f"{where}: the catapult window is an MSE picture: train.loss and sharpness.loss must be mse")
     if kind == "trajectory" and sections["sharpness"].loss != "mse":
         raise GridError(f"{where}: a catapult trajectory is trained on MSE: sharpness.loss must be mse")
+
+
+def check_sizes(sections: dict, datasets: list[str], options: dict[str, dict], where: str) -> None:
+    """A batch or a sharpness subset larger than the training set, refused before any data is read."""
+    from milr_core.data import training_size
+
+    for name in datasets:
+        n_train = training_size(name, options[name])
+        if "train" in sections and sections["train"].batch_size > n_train:
+            raise GridError(f"{where}: train.batch_size {sections['train'].batch_size} exceeds the {n_train} training examples of {name}")
+        if "sharpness" in sections and sections["sharpness"].subset_size > n_train:
+            raise GridError(f"{where}: sharpness.subset_size {sections['sharpness'].subset_size} exceeds the {n_train} training examples of {name}")
 
 
 def restricted(grid: Grid, part: dict[str, list]) -> Grid | None:

@@ -82,12 +82,6 @@ def per_replica_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cr
     raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
 
 
-def per_replica_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Fraction of correct argmax predictions of each replica, shape (K,)."""
-    n_replicas, batch, _ = logits.shape
-    return (logits.argmax(dim=2) == labels.expand(n_replicas, batch)).to(logits.dtype).mean(dim=1)
-
-
 def flat_logits_fn(
     spec: NetworkSpec, params: Sequence[torch.Tensor]
 ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:

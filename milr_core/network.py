@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -83,21 +83,25 @@ class NetworkSpec:
     Biases are initialised to zero.
     """
 
-    depth: int
-    width: int
+    depth: int = field(metadata={"help": "hidden layers (the network has depth + 1 linear layers)"})
+    width: int = field(metadata={"help": "units per hidden layer"})
     in_dim: int
     out_dim: int
-    bias: bool = True
-    input_lr_factor: float = 0.1
-    parameterisation: str = "standard"
+    bias: bool = field(default=True, metadata={"help": "give every layer a bias (initialised to zero)"})
+    input_lr_factor: float = field(
+        default=0.1, metadata={"help": "LR multiplier of the input layer (0.1 is ours; 1.0 trains all layers alike)"}
+    )
+    parameterisation: str = field(
+        default="standard", metadata={"help": "how layers are initialised and trained: standard (He init), ntk or mup"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "in_dim", "out_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"NetworkSpec.{name} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (self.input_lr_factor > 0 and math.isfinite(self.input_lr_factor)):
-            raise ValueError(f"NetworkSpec.input_lr_factor must be positive, got {self.input_lr_factor!r}")
+            raise ValueError(f"input_lr_factor must be positive, got {self.input_lr_factor!r}")
         if self.parameterisation not in PARAMETERISATIONS:
             known = ", ".join(sorted(PARAMETERISATIONS))
             raise ValueError(f"unknown parameterisation {self.parameterisation!r}; known: {known}")

@@ -181,6 +181,12 @@ def flatten(value: dict, prefix: str = "") -> dict:
     return flat
 
 
+@cache
+def warn_older_format(store: Path) -> None:
+    """Once per store: records of an earlier engine (format 1) are left where they are and never used."""
+    warnings.warn(f"{store} holds records written by an earlier engine (record format 1): they are ignored", stacklevel=4)
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -214,7 +220,11 @@ class ResultStore:
         except FileNotFoundError:
             return None
         try:
-            return verified(decode(json.loads(text)), cell_hash)
+            record = decode(json.loads(text))
+            if isinstance(record, dict) and record.get("format", 1) != FORMAT and "digest" not in record:
+                warn_older_format(self.path)  # not damaged: written by an earlier engine; never matches a cell of this one
+                return None
+            return verified(record, cell_hash)
         except (ValueError, TypeError, AttributeError) as error:
             self.quarantine(path, str(error))
             return None

@@ -170,7 +170,7 @@ def expand(grid: Grid, identity: Callable[[str, dict], dict]) -> list[Cell]:
     for cell in cells:
         if cell.hash in seen:
             twin = seen[cell.hash].labels["variant"]
-            raise GridError(f"grid {grid.name}: variants {twin!r} and {cell.labels['variant']!r} have identical settings")
+            raise GridError(f"grid {grid.name!r}: variants {twin!r} and {cell.labels['variant']!r} have identical settings")
         seen[cell.hash] = cell
     return cells
 
@@ -196,6 +196,13 @@ def load_datasets(grid: Grid) -> dict:
     return datasets
 
 
+def manifest_or_placeholder(name: str, options: dict) -> dict:
+    """The manifest's identity, or a stand-in (enough to find twin variants, not to match stored records)."""
+    from milr_core.data import manifest_identity
+
+    return manifest_identity(name, options) or {"unknown": options}
+
+
 def stored_identity(name: str, options: dict) -> dict:
     """The data identity the committed manifest records, else that of the data loaded from disk."""
     from milr_core.data import identity, load_dataset, manifest_identity
@@ -208,13 +215,24 @@ def stored_identity(name: str, options: dict) -> dict:
 
 
 def resolve_device(device: str) -> str:
+    """"auto" as cuda where torch sees a GPU, else cpu; a CUDA device torch does not see is refused."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but torch sees no CUDA device")
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def set_precision(device: str, dtype: str) -> None:
+    """TF32 matmuls only when the cell's dtype asks for them (fp32 otherwise, also on GPUs that default to TF32)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
 
 
 def speculation_for(device: str, net: NetworkSpec, n_seeds: int, asked: int | None) -> int:
@@ -243,9 +261,7 @@ def run_group(dataset, cells: list[Cell], run: RunOptions) -> list[dict]:
     device = resolve_device(run.device)
     seeds = [cell.spec["seed"] for cell in cells]
     k = speculation_for(device, net, len(seeds), run.speculation)
-    tf32 = spec["dtype"] == "tf32"
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    set_precision(device, spec["dtype"])
     job = Job(dataset, net, variant_sections, seeds, spec.get("threshold"), device, torch_dtype(spec["dtype"]), k)
     start = time.perf_counter()
     outcomes = KINDS[spec["kind"]](job)
@@ -334,10 +350,7 @@ def run_local(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions
 
 def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict, bar) -> None:
     """One task per seed group on the current Ray cluster (started locally if none); the driver claims and writes."""
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("executor='ray' needs ray: pip install 'milr_core[ray]'") from None
+    ray = import_ray()
     started = not ray.is_initialized()
     if started:
         ray.init()
@@ -367,6 +380,14 @@ def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, 
             store.release(key)
         if started:
             ray.shutdown()
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("executor 'ray' needs ray: pip install 'milr_core[ray]'") from None
+    return ray
 
 
 def ray_task(dataset, group: list[Cell], run: RunOptions) -> list[dict]:
@@ -401,7 +422,14 @@ def run_sweep(
     grid = load_grid(grid)
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if executor == "ray" and compute:
+        import_ray()
+    planned = expand(grid, manifest_or_placeholder)  # twins and a non-resumable store refused before any data is read
     results = ResultStore(store)
+    if compute and not resume and any(results.has(cell.hash) for cell in planned):
+        raise FileExistsError(
+            f"{results.path} already holds cells of grid {grid.name!r}; resume (--resume) to skip them, or use a fresh store"
+        )
     if compute:
         datasets = load_datasets(grid)
         from milr_core.data import identity

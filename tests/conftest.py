@@ -14,3 +14,11 @@ def skip_unless_required(reason: str) -> None:
     if os.environ.get("MILR_REQUIRE_BOOK") == "1":
         pytest.fail(f"required by MILR_REQUIRE_BOOK=1: {reason}")
     pytest.skip(reason)
+
+
+def pytest_configure(config) -> None:
+    """One torch thread per test process: the unit tests train tiny networks, where more threads only add
+    overhead, and a second busy process on a 2-core machine makes oversubscribed steps 20-50x slower."""
+    import torch
+
+    torch.set_num_threads(1)

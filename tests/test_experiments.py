@@ -1,13 +1,15 @@
 """Experiments: the paper profile reads the committed store unless asked to compute, and says what it lacks."""
 
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
 
+import dataclasses
+
 from milr_core import experiments, sweep
+from milr_core.config import RunOptions
 from milr_core.store import ResultStore
 
 
@@ -37,25 +39,25 @@ def test_coverage_counts_the_stored_cells_of_every_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("MILR_RESULTS", str(tmp_path))
     monkeypatch.setattr(experiments, "experiments", lambda: ["sensitivity"])  # its smoke grid is gaussians only
     (grid,) = experiments.experiment_grids("sensitivity", "smoke")
-    one_variant = grid | {"variants": grid["variants"][:1], "widths": grid["widths"][:1]}
-    sweep.run_sweep(one_variant, tmp_path / "smoke", progress=False)
+    one_variant = dataclasses.replace(grid, variants=grid.variants[:1], widths=grid.widths[:1])
+    sweep.run_sweep(one_variant, tmp_path / "smoke", run=RunOptions(device="cpu"), progress=False)
     (row,) = experiments.coverage("smoke").to_dict("records")
-    n_cells = len(grid["variants"]) * len(grid["depths"]) * len(grid["widths"]) * len(grid["seeds"])
-    assert row["cells"] == n_cells and row["stored"] == len(grid["depths"]) * len(grid["seeds"])
-    assert row["widths"] == str(grid["widths"][0]) and row["devices"].startswith("cpu")
+    assert row["cells"] == grid.n_cells and row["stored"] == len(grid.depths) * len(grid.seeds)
+    assert row["widths"] == str(grid.widths[0]) and row["devices"].startswith("cpu")
     origins = [record["provenance"] for record in ResultStore(tmp_path / "smoke").records()]
     assert row["hours"] > 0 and row["hours"] == pytest.approx(sum(o["wall_time_s"] / o["seeds_batched"] for o in origins) / 3600)
 
 
-@pytest.mark.skipif(not os.environ.get("MILR_DATA"), reason="set MILR_DATA to hash the paper grids' cells (MNIST, CIFAR-10)")
-def test_committed_paper_store_holds_only_paper_cells_with_provenance():
+def test_committed_paper_store_holds_only_verified_paper_cells_with_provenance():
+    """Every committed record verifies (strict JSON, digest, hash) and is a cell of a paper grid; reading needs no data."""
     store = ResultStore(experiments.results_root() / "paper")
     known = set()
     for name in experiments.experiments():
         for grid in experiments.experiment_grids(name, "paper"):
-            known |= {cell.hash for cell in sweep.expand(grid, sweep.load_datasets(grid))}
+            known |= {cell.hash for cell in sweep.expand(grid, sweep.stored_identity)}
     stored = set(store.hashes())
     assert stored, "no committed paper results"
+    assert len(store.records()) == len(stored), "some committed records do not verify"
     assert stored <= known, f"{len(stored - known)} records match no cell of the paper grids (stale hashes)"
     commits = set()
     for record in store.records():

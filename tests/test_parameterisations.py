@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from milr_core import sweep
+from milr_core.config import TrainConfig
 from milr_core.data import load_dataset
-from milr_core.model import MUP_BASE_WIDTH, NetworkSpec, forward, init_params, parameter_lr_multipliers
-from milr_core.probe import TrainConfig, run_probe
+from milr_core.grid import GridError, load_grid
+from milr_core.model import forward, init_params
+from milr_core.network import MUP_BASE_WIDTH, NetworkSpec, parameter_lr_multipliers
+from milr_core.probe import train_replicas
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def test_mup_is_standard_at_the_base_width(gaussians):
         assert torch.equal(a, b)
     assert parameter_lr_multipliers(standard) == parameter_lr_multipliers(mup)
     train = TrainConfig(batch_size=32, max_steps=30, eval_every=5)
-    runs = [run_probe(gaussians, net, train, [0.3, 0.3], seeds, threshold=0.999) for net in (standard, mup)]
+    runs = [train_replicas(gaussians, net, train, [0.3, 0.3], seeds, 0.999, full_validation=True)[0] for net in (standard, mup)]
     for a, b in zip(*runs):
         assert (a.outcome, a.steps, a.loss, a.accuracy) == (b.outcome, b.steps, b.loss, b.accuracy)
 
@@ -92,9 +95,8 @@ def test_sweep_accepts_a_parameterisation():
         "depths": [1], "widths": [16], "seeds": [0],
         "variants": [{"name": p, "network": {"parameterisation": p}} for p in ("standard", "ntk", "mup")],
     }  # fmt: skip
-    loaded = sweep.load_grid(grid)
-    cells = sweep.expand(loaded, sweep.load_datasets(loaded))
+    cells = sweep.expand(load_grid(grid), sweep.stored_identity)
     assert [c.spec["network"]["parameterisation"] for c in cells] == ["standard", "ntk", "mup"]
     assert len({c.hash for c in cells}) == 3
-    with pytest.raises(sweep.GridError, match="unknown parameterisation 'bogus'"):
-        sweep.load_grid(grid | {"variants": [{"name": "bogus", "network": {"parameterisation": "bogus"}}]})
+    with pytest.raises(GridError, match="unknown parameterisation 'bogus'"):
+        load_grid(grid | {"variants": [{"name": "bogus", "network": {"parameterisation": "bogus"}}]})

@@ -1,17 +1,20 @@
-"""Sweeps: grids are checked before any compute, cells hash stably, and a killed sweep resumes losing nothing."""
+"""Sweeps: cells hash stably, seeds are batched, a killed sweep resumes losing nothing, and sweeps share a store."""
 
 import copy
+import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from milr_core import sweep
+from milr_core.config import RunOptions
+from milr_core.grid import GridError, load_grid
 from milr_core.store import ResultStore, dumps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,170 +26,212 @@ GRID = {
     "widths": [16],
     "seeds": [0, 1],
     "train": {"batch_size": 32, "max_steps": 40, "eval_every": 10},
-    "search": {"lr_bounds": [0.01, 10.0], "rtol": 0.3, "lrs_per_round": 4},
+    "search": {"lr_bounds": [0.01, 10.0], "rtol": 0.3},
 }
-
-
-def results(store: ResultStore) -> dict[str, str]:
-    """Each record minus its provenance, as text (so NaN losses compare equal)."""
-    return {r["hash"]: dumps({k: v for k, v in r.items() if k != "provenance"}) for r in store.records()}
+CPU = RunOptions(device="cpu")
 
 
 def assert_same_results(a: ResultStore, b: ResultStore) -> None:
-    """Records equal but for provenance, to the bit: a seed's arithmetic does not depend on the seeds
+    """Records equal but for provenance and digest, to the bit: a seed's arithmetic does not depend on the seeds
     batched with it, and a resumed sweep may batch a seed alone."""
     assert a.hashes() == b.hashes()
     for cell_hash in a.hashes():
-        records = [store.get(cell_hash) | {"provenance": None} for store in (a, b)]
+        records = [store.get(cell_hash) | {"provenance": None, "digest": None} for store in (a, b)]
         assert dumps(records[0]) == dumps(records[1])
 
 
-def count_calls(monkeypatch) -> list[list[int]]:
-    """Record the seeds of every find_eta_star call the sweep makes."""
+def count_groups(monkeypatch) -> list[list[int]]:
+    """Record the seeds of every group the sweep computes."""
     calls = []
+    real = sweep.run_group
 
-    def counted(*args, **kwargs):
-        calls.append(list(kwargs["seeds"]))
-        return find_eta_star(*args, **kwargs)
+    def counted(dataset, cells, run):
+        calls.append([c.spec["seed"] for c in cells])
+        return real(dataset, cells, run)
 
-    find_eta_star = sweep.find_eta_star
-    monkeypatch.setattr(sweep, "find_eta_star", counted)
+    monkeypatch.setattr(sweep, "run_group", counted)
     return calls
+
+
+def identity_of(grid):
+    from milr_core.data import identity
+
+    datasets = sweep.load_datasets(grid)
+    return lambda name, options: identity(datasets[sweep.data_key(name, options)])
 
 
 def test_cells_and_hashes(monkeypatch):
     given = GRID | {"variants": [{"name": "base"}, {"name": "full", "network": {"input_lr_factor": 1}}]}
     snapshot = copy.deepcopy(given)
-    grid = sweep.load_grid(given)
-    assert given == snapshot and sweep.load_grid(grid) == grid  # a notebook's dict is left alone; idempotent
-    datasets = sweep.load_datasets(grid)
-    cells = sweep.expand(grid, datasets)
+    grid = load_grid(given)
+    assert given == snapshot and load_grid(grid) is grid  # a notebook's dict is left alone; idempotent
+    identity = identity_of(grid)
+    cells = sweep.expand(grid, identity)
     assert len(cells) == 2 * 2 * 2 and len({c.hash for c in cells}) == len(cells)
     assert [len(g) for g in sweep.seed_groups(cells)] == [2, 2, 2, 2]
-    assert [c.hash for c in sweep.expand(grid, datasets)] == [c.hash for c in cells]  # stable
+    assert [c.hash for c in sweep.expand(grid, identity)] == [c.hash for c in cells]  # stable
     spec = cells[0].spec
     assert spec["threshold"] == 0.8 and spec["train"]["epochs"] == 2.0 and spec["search"]["max_widenings"] == 6
+    assert "lrs_per_round" not in spec["search"]  # the estimand, not how it ran
     assert len(spec["data"]["fingerprint_sha256"]) == 64 and spec["data"]["options"]["dim"] == 8
-    same = sweep.load_grid(GRID | {"name": "other", "train": GRID["train"] | {"epochs": 2}, "threshold": 0.8})
-    assert [c.hash for c in sweep.expand(same, datasets)] == [c.hash for c in cells[:4]]  # defaults, labels
+    same = load_grid(GRID | {"name": "other", "train": GRID["train"] | {"epochs": 2}, "threshold": 0.8})
+    assert [c.hash for c in sweep.expand(same, identity)] == [c.hash for c in cells[:4]]  # defaults, labels
     monkeypatch.setattr(sweep, "ENGINE_VERSION", "bumped")
-    assert sweep.expand(grid, datasets)[0].hash != cells[0].hash
+    assert sweep.expand(grid, identity)[0].hash != cells[0].hash
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"depths": []}, "depths is empty, so the grid has no cells"),
-        ({"lr": 0.1}, "unknown key(s) 'lr' in grid; allowed: name, kind, datasets"),
-        ({"train": {"batch_size": 32, "lr": 0.1}}, "unknown key(s) 'lr' in grid: train; allowed: batch_size, epochs"),
-        ({"depths": 3}, "grid: depths must be of type list[int], got 3"),
-        ({"widths": [16, "wide"]}, "grid: widths[1] must be of type int, got 'wide'"),
-        ({"depths": [0, 1]}, "every entry of depths must be >= 1"),
-        ({"datasets": ["imagenet"]}, "unknown dataset(s) imagenet; known: mnist"),
-        ({"kind": "hessian"}, "kind must be one of eta_star, sharpness"),
-        ({"search": {"lr_bounds": [1.0, 0.1]}}, "bounds are inverted"),
-        ({"variants": [{"name": "a", "network": {"input_lr_factor": -1}}]}, "variants[0] (a): NetworkSpec.input_lr"),
-        ({"variants": [{"name": "a"}, {"name": "b"}]}, "variants 'a' and 'b' have identical settings"),
-        ({"dataset_options": {"gaussians": {"dims": 8}}}, "gaussians: unknown option(s) dims"),
-    ],
-)
-def test_bad_grids_fail_before_any_compute(tmp_path, monkeypatch, change, message):
-    monkeypatch.setattr(sweep, "find_eta_star", lambda *a, **k: pytest.fail("computed a cell of a bad grid"))
-    grid = {key: value for key, value in (GRID | change).items() if value is not None}
-    with pytest.raises(sweep.GridError) as error:
-        sweep.run_sweep(grid, tmp_path / "store", progress=False)
-    assert message in str(error.value)
-    assert not (tmp_path / "store").exists()
+def test_reading_needs_no_data(monkeypatch, tmp_path):
+    """compute=False takes the data identity from the committed manifest: no dataset is opened."""
+    import milr_core.data as data
+
+    grid = GRID | {"dataset_options": {"gaussians": {"dim": 16}}}
+    sweep.run_sweep(grid, tmp_path, run=CPU, progress=False)
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("read data to render a store"))
+    frame = sweep.run_sweep(grid, tmp_path, compute=False, progress=False)
+    assert len(frame) == 4 and frame["grid_stored"].iloc[0] == 4
 
 
-def test_malformed_and_missing_grid_files(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("depths: [1, 2\nwidths: [16]\n")
-    with pytest.raises(sweep.GridError, match=r"grid .*bad.yaml is not valid YAML"):
-        sweep.run_sweep(bad, tmp_path / "store", progress=False)
-    bad.write_text("- just\n- a list\n")
-    with pytest.raises(sweep.GridError, match="must be a mapping of settings, got list"):
-        sweep.load_grid(bad)
-    bad.write_text(yaml.safe_dump({k: v for k, v in GRID.items() if k != "seeds"}))
-    with pytest.raises(sweep.GridError, match="lacks the required key.s. seeds"):
-        sweep.load_grid(bad)
-    with pytest.raises(sweep.GridError, match="cannot read grid"):
-        sweep.load_grid(tmp_path / "absent.yaml")
+def test_variants_with_identical_settings_are_refused():
+    grid = load_grid(GRID | {"variants": [{"name": "a"}, {"name": "b"}]})
+    with pytest.raises(GridError, match="variants 'a' and 'b' have identical settings"):
+        sweep.expand(grid, identity_of(grid))
 
 
 def test_resume_skips_finished_cells_and_batches_seeds(tmp_path, monkeypatch):
-    calls = count_calls(monkeypatch)
-    frame = sweep.run_sweep(GRID, tmp_path / "a", progress=False)
+    calls = count_groups(monkeypatch)
+    frame = sweep.run_sweep(GRID, tmp_path / "a", run=CPU, progress=False)
     assert calls == [[0, 1], [0, 1]]  # one batched call per seed group
-    assert len(frame) == 4 and frame["eta_star"].notna().all() and set(frame["variant"]) == {"base"}
-    assert len(sweep.run_sweep(GRID, tmp_path / "a", progress=False)) == 4 and len(calls) == 2
+    assert len(frame) == 4 and set(frame["grid"]) == {"tiny"}
+    assert frame["provenance.seeds_batched"].tolist() == [2, 2, 2, 2]
+    calls.clear()
+    again = sweep.run_sweep(GRID, tmp_path / "a", run=CPU, progress=False)
+    assert calls == [] and again["hash"].tolist() == frame["hash"].tolist()
     with pytest.raises(FileExistsError, match="already holds 4 of the 4 cells"):
-        sweep.run_sweep(GRID, tmp_path / "a", resume=False, progress=False)
-    # A seed's record does not depend on the seeds batched with it.
-    sweep.run_sweep(GRID | {"seeds": [1]}, tmp_path / "b", progress=False)
-    sweep.run_sweep(GRID | {"seeds": [0]}, tmp_path / "b", progress=False)
-    assert_same_results(ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b"))
+        sweep.run_sweep(GRID, tmp_path / "a", run=CPU, resume=False, progress=False)
 
 
-def test_read_only_sweep_returns_the_stored_cells_and_computes_nothing(tmp_path, monkeypatch):
-    calls = count_calls(monkeypatch)
-    sweep.run_sweep(GRID | {"depths": [2]}, tmp_path, progress=False)  # half of GRID's cells
-    stored = ResultStore(tmp_path).hashes()
-    frame = sweep.run_sweep(GRID, tmp_path, compute=False, progress=False)
-    assert len(calls) == 1 and ResultStore(tmp_path).hashes() == stored
-    assert sorted(frame["hash"]) == stored and set(frame["depth"]) == {2}
-    assert (frame["grid_cells"] == 4).all() and (frame["grid_stored"] == 2).all()
-    full = sweep.run_sweep(GRID, tmp_path, progress=False)
-    assert len(calls) == 2 and (full["grid_stored"] == 4).all() and list(full["depth"]) == [1, 1, 2, 2]
+def test_a_damaged_record_is_recomputed_on_resume(tmp_path):
+    store = ResultStore(tmp_path)
+    sweep.run_sweep(GRID, tmp_path, run=CPU, progress=False)
+    victim = store.file(store.hashes()[0])
+    original = victim.read_text()
+    victim.write_text(original.replace('"seed": 0', '"seed": 7', 1))  # edited by hand
+    with pytest.warns(UserWarning, match="damaged"):
+        sweep.run_sweep(GRID, tmp_path, run=CPU, progress=False)
+    assert (tmp_path / "quarantine" / victim.name).exists()
+    assert json.loads(victim.read_text())["result"] == json.loads(original)["result"]
 
 
-def test_sigkill_mid_grid_then_resume(tmp_path, monkeypatch):
-    grid = GRID | {"depths": [1, 2, 3, 4]}
-    grid_file = tmp_path / "grid.yaml"
-    grid_file.write_text(yaml.safe_dump(grid))
-    killed = ResultStore(tmp_path / "killed")
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "milr_core.sweep", str(grid_file), "--store", str(killed.path)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not killed.hashes() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = {h: (killed.file(h).read_text(), killed.file(h).stat().st_mtime_ns) for h in killed.hashes()}
-    assert process.returncode == -signal.SIGKILL, log.read_text()
-    assert 1 <= len(finished) < 8, "the kill must land mid-grid"
+DRIVER = textwrap.dedent(
+    """
+    import os, sys, time
+    import torch
+    torch.set_num_threads(1)
+    from milr_core import sweep
+    from milr_core.config import RunOptions
 
-    calls = count_calls(monkeypatch)
-    frame = sweep.run_sweep(grid_file, killed.path, progress=False)
-    assert sum(map(len, calls)) == 8 - len(finished)  # nothing finished is recomputed
-    assert len(frame) == 8 and frame["hash"].is_unique and len(killed.hashes()) == 8
-    for cell_hash, (text, mtime) in finished.items():
-        assert killed.file(cell_hash).read_text() == text and killed.file(cell_hash).stat().st_mtime_ns == mtime
+    log, store, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    grid = {grid!r}
+    real = sweep.run_group
+    sweep.POLL_S = 0.2
 
-    sweep.run_sweep(grid_file, tmp_path / "whole", progress=False)
-    assert_same_results(killed, ResultStore(tmp_path / "whole"))
+    def logged(dataset, cells, run):
+        with open(log, "a") as f:
+            f.write(f"start {{os.getpid()}} {{cells[0].group}}\\n")
+        time.sleep(pause)
+        records = real(dataset, cells, run)
+        with open(log, "a") as f:
+            f.write(f"done {{os.getpid()}} {{cells[0].group}}\\n")
+        return records
+
+    sweep.run_group = logged
+    sweep.run_sweep(grid, store, run=RunOptions(device="cpu"), progress=False)
+    """
+)
+
+
+def start_workers(tmp_path, n: int, pause: float) -> tuple[list[subprocess.Popen], Path]:
+    grid = GRID | {"depths": [1, 2, 3], "widths": [16, 24]}
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(grid=grid))
+    log = tmp_path / "log.txt"
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    workers = [subprocess.Popen([sys.executable, str(script), str(log), str(tmp_path / "store"), str(pause)], env=env)
+               for _ in range(n)]  # fmt: skip
+    return workers, log
+
+
+def events(log: Path) -> list[tuple[str, int, str]]:
+    if not log.exists():
+        return []
+    return [(kind, int(pid), group) for kind, pid, group in (line.split() for line in log.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_two_sweeps_share_a_store_each_cell_computed_once(tmp_path, kill):
+    workers, log = start_workers(tmp_path, 2, pause=0.6)
+    if kill:  # SIGKILL the first worker in the middle of its first group
+        deadline = time.time() + 60
+        while not any(kind == "start" and pid == workers[0].pid for kind, pid, _ in events(log)):
+            assert time.time() < deadline, "the first worker never started a group"
+            time.sleep(0.05)
+        workers[0].send_signal(signal.SIGKILL)
+    for worker in workers:
+        worker.wait(timeout=180)
+    done = [(pid, group) for kind, pid, group in events(log) if kind == "done"]
+    groups = [group for _, group in done]
+    assert len(groups) == 6 and len(set(groups)) == 6  # every group finished exactly once
+    if kill:
+        killed = {group for kind, pid, group in events(log) if kind == "start" and pid == workers[0].pid}
+        assert killed and all(pid == workers[1].pid for pid, group in done if group in killed)  # taken up
+    else:
+        assert {pid for pid, _ in done} == {w.pid for w in workers}  # both did work
+    assert len(ResultStore(tmp_path / "store").records()) == 12
+
+
+def test_local_workers_fill_the_store_like_one_process(tmp_path):
+    sweep.run_sweep(GRID, tmp_path / "one", run=CPU, progress=False)
+    sweep.run_sweep(GRID, tmp_path / "two", run=RunOptions(device="cpu", workers=2, threads=1), progress=False)
+    assert_same_results(ResultStore(tmp_path / "one"), ResultStore(tmp_path / "two"))
+
+
+def test_sigkill_mid_grid_then_resume_equals_a_clean_run(tmp_path):
+    clean = tmp_path / "clean"
+    sweep.run_sweep(GRID, clean, run=CPU, progress=False)
+    workers, log = start_workers(tmp_path, 1, pause=0.3)
+    deadline = time.time() + 60
+    while sum(kind == "done" for kind, _, _ in events(log)) < 1:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    partial = ResultStore(tmp_path / "store")
+    assert 0 < len(partial.records()) < 12
+    grid = GRID | {"depths": [1, 2, 3], "widths": [16, 24]}
+    sweep.run_sweep(grid, tmp_path / "store", run=CPU, progress=False)
+    sweep.run_sweep(grid, tmp_path / "fresh", run=CPU, progress=False)
+    assert_same_results(ResultStore(tmp_path / "store"), ResultStore(tmp_path / "fresh"))
 
 
 def test_ray_executor_matches_local(tmp_path):
-    ray = pytest.importorskip("ray", reason="the ray executor is an optional extra: pip install 'milr_core[ray]'")
-    # Workers import milr_core from this checkout, whatever the installed copy is.
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    try:
-        frame = sweep.run_sweep(GRID, tmp_path / "ray", executor="ray", progress=False)
-    finally:
-        ray.shutdown()
-    sweep.run_sweep(GRID, tmp_path / "local", progress=False)
-    assert len(frame) == 4
-    assert results(ResultStore(tmp_path / "ray")) == results(ResultStore(tmp_path / "local"))
+    pytest.importorskip("ray")
+    sweep.run_sweep(GRID, tmp_path / "local", run=CPU, progress=False)
+    sweep.run_sweep(GRID, tmp_path / "ray", run=CPU, executor="ray", progress=False)
+    assert_same_results(ResultStore(tmp_path / "local"), ResultStore(tmp_path / "ray"))
 
 
-def test_sharpness_grid(tmp_path):
-    grid = GRID | {"kind": "sharpness", "depths": [1], "sharpness": {"subset_size": 128, "tol": 1e-3}}
-    frame = sweep.run_sweep(grid, tmp_path, progress=False)
-    assert len(frame) == 2 and (frame["lambda_1"] > 0).all() and frame["sharpness.subset_size"].eq(128).all()
-    assert "train.batch_size" not in frame.columns and "wall_time_s" not in frame.columns
-    assert all(record["ledger"] == [] for record in ResultStore(tmp_path).records())
+def test_every_kind_runs_through_the_registry(tmp_path):
+    grids = {
+        "sharpness": {"sharpness": {"subset_size": 64, "tol": 1e-4, "bounds": True}},
+        "late_lr": {"train": GRID["train"], "search": GRID["search"], "late": {"pretrain_steps": 20, "late_steps": 10},
+                    "sharpness": {"subset_size": 64, "tol": 1e-4}},
+        "catapult": {"train": GRID["train"] | {"loss": "mse"}, "search": GRID["search"],
+                     "sharpness": {"subset_size": 64, "tol": 1e-4, "loss": "mse"}},
+        "trajectory": {"sharpness": {"subset_size": 64, "tol": 1e-4, "loss": "mse"},
+                       "trajectory": {"steps": 4, "every": 2}, "dtype": "float64"},
+    }  # fmt: skip
+    base = {k: v for k, v in GRID.items() if k not in ("train", "search")} | {"depths": [1], "seeds": [0]}
+    for kind, sections in grids.items():
+        frame = sweep.run_sweep(base | {"kind": kind, "name": kind} | sections, tmp_path, run=CPU, progress=False)
+        assert len(frame) == 1 and frame["kind"].iloc[0] == kind
+    assert len(ResultStore(tmp_path).records()) == 4

@@ -1,0 +1,156 @@
+"""How the book shows things: one figure style, numbered figures and numbers glued into the prose, tidy tables.
+
+A chapter draws a figure with ``plot.py``, then ``glue_figure("fig-power-law", fig, frame)`` stores it (as SVG)
+and the caption's data sentence (which data, whether a lossy mirror, which profile and seeds, which cells of a
+partial grid, which devices) under ``fig-power-law`` and ``fig-power-law-data``; the chapter's markdown shows it
+as a numbered, referenceable figure with alt text:
+
+    ```{glue:figure} fig-power-law
+    :name: fig-power-law
+    :alt: what the figure shows, in words
+
+    The caption's own text. {glue:md}`fig-power-law-data`
+    ```
+
+Numbers reach the prose the same way (``glue_text`` and ``{glue:md}``), so no cell formats sentences. Glued
+text is Markdown without TeX (math in glued text would not be typeset): it uses Unicode (η*, λ₁, d·w).
+``table`` returns a DataFrame's display without the index, each float column rounded to a few significant
+digits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+# One colour and marker per probe outcome, the same in every figure of the book.
+OUTCOME_STYLE = {
+    "success": {"color": "#1b9e77", "marker": "o"},
+    "diverged": {"color": "#d95f02", "marker": "X"},
+    "budget": {"color": "#7570b3", "marker": "s"},
+}
+COLUMN_WIDTH_IN = 7.0  # the book's text column (~700 px): figures are drawn at its width, never wider
+
+
+def set_style() -> None:
+    """The book's look: seaborn's white grid, a colour-blind-safe palette, type readable at the column's width, SVG."""
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({
+        "figure.figsize": (COLUMN_WIDTH_IN, 3.6), "savefig.bbox": "tight", "font.size": 10, "axes.titlesize": 10.5,
+        "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "svg.fonttype": "none",
+    })  # fmt: skip
+    set_matplotlib_formats("svg")
+
+
+def glue_figure(name: str, fig: Figure, data: dict | pd.DataFrame, profile: str | None = None,
+                seeds: list[int] | None = None) -> None:  # fmt: skip
+    """Glue ``fig`` as ``name`` and its caption's data sentence as ``name-data`` (see the module docstring).
+
+    ``data`` is a tidy sweep frame (data, profile and seeds are read off it) or a dataset's ``meta`` (then
+    ``profile`` and ``seeds`` are given): every figure says which data, profile and seeds it shows.
+    """
+    from myst_nb import glue
+
+    if isinstance(data, pd.DataFrame):
+        if profile is not None or seeds is not None:
+            raise ValueError("a frame says its own profile and seeds: pass neither with it")
+        sentence = frame_provenance(data)
+    else:
+        if profile is None or seeds is None:
+            raise ValueError("with a dataset meta, pass the profile and the seeds too")
+        sentence = meta_provenance(data, profile, seeds)
+    glue(name, fig, display=False)
+    glue_text(f"{name}-data", sentence)
+    plt.close(fig)
+
+
+def glue_text(name: str, text: str) -> None:
+    """Glue Markdown text (no TeX) for ``{glue:md}`` in prose and captions."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(name, Markdown(text), display=False)
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits, no trailing noise: 0.7048 -> "0.705", 1234.5 -> "1.23e+03"."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def table(frame: pd.DataFrame, digits: int = 3):
+    """The frame as the book shows it: no index, floats to ``digits`` significant digits, missing values as dashes."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.style.hide(axis="index").format({c: lambda v: significant(v, digits) for c in floats}, na_rep="–")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the caption's data sentence
+
+
+def seed_list(seeds) -> str:
+    return ", ".join(str(int(s)) for s in sorted(set(seeds)))
+
+
+def meta_provenance(meta: dict, profile: str, seeds: list[int]) -> str:
+    """The caption's data/profile/seeds sentence for one dataset's ``meta`` (a live computation)."""
+    source = meta["source"] + (f", lossy mirror {meta['mirror']}" if meta.get("lossy") else "")
+    return f"Data: `{meta['name']}` ({source}). Profile: `{profile}`. Seeds: {seed_list(seeds)}."
+
+
+def frame_provenance(frame: pd.DataFrame) -> str:
+    """The caption's data/profile/seeds sentence for a tidy sweep frame, from its own columns.
+
+    Per dataset: its format (``data.format``), the generated task's dimension and, in bold, whether it is a
+    lossy mirror (``data.lossy``); then the profile(s) and the seeds, the partial grids and the devices.
+    """
+    parts, seeds = [], {}
+    for name, rows in frame.groupby("dataset", sort=False):
+        details = [f"format `{rows['data.format'].iloc[0]}`"] if "data.format" in rows else []
+        if "data.options.dim" in rows and rows["data.options.dim"].notna().any():
+            details.append(f"dimension {int(rows['data.options.dim'].dropna().iloc[0])}")
+        if "data.lossy" in rows and rows["data.lossy"].fillna(False).astype(bool).any():
+            details.append("**a lossy JPEG mirror, not the canonical files**")
+        parts.append(f"`{name}` ({', '.join(details)})" if details else f"`{name}`")
+        seeds[name] = seed_list(rows["seed"])
+    profiles = ", ".join(f"`{p}`" for p in frame["profile"].unique()) if "profile" in frame else "not recorded"
+    if len(set(seeds.values())) == 1:
+        seed_text = next(iter(seeds.values()))
+    else:
+        seed_text = "; ".join(f"{s} ({name})" for name, s in seeds.items())
+    return f"Data: {', '.join(parts)}. Profile: {profiles}. Seeds: {seed_text}.{coverage_note(frame)}{devices_note(frame)}"
+
+
+def coverage_note(frame: pd.DataFrame) -> str:
+    """The sentence naming each grid whose store lacks cells, with the widths and depths it does hold."""
+    if not {"grid", "grid_cells", "grid_stored"} <= set(frame.columns):
+        return ""
+    partial = [
+        f"`{name}` {int(rows['grid_stored'].iloc[0])} of {int(rows['grid_cells'].iloc[0])} cells "
+        f"(widths {span(rows['width'])}, depths {span(rows['depth'])})"
+        for name, rows in frame.groupby("grid", sort=False)
+        if rows["grid_stored"].iloc[0] < rows["grid_cells"].iloc[0]
+    ]
+    if not partial:
+        return ""
+    return f" **Partial grids, the missing cells not yet computed:** {'; '.join(partial)}."
+
+
+def span(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def devices_note(frame: pd.DataFrame) -> str:
+    """The sentence naming the devices and torch versions that computed the records (provenance)."""
+    if not {"provenance.device", "provenance.torch"} <= set(frame.columns):
+        return ""
+    pairs = frame[["provenance.device", "provenance.torch"]].drop_duplicates().itertuples(index=False)
+    return f" Computed on: {'; '.join(f'{device} (torch {torch})' for device, torch in pairs)}."

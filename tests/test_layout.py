@@ -1,0 +1,84 @@
+"""The house's shape: data flows one way through the pipeline stages, with no cycles and small files."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
+# Pipeline stages, upstream first: a module may import its own stage and those above it, never one below.
+STAGES = [
+    {"config", "network"},  # what is computed: settings and networks, no torch
+    {"model", "data"},  # networks as tensors, datasets
+    {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
+    {"search", "sharpness"},  # Algorithm 1, the sharpness protocol
+    {"late", "catapult"},  # protocols built on both
+    {"store", "grid"},  # records and grids
+    {"sweep"},  # cells, kinds, executors
+    {"experiments"},  # the book's grids per profile
+    {"fit"},  # power-law fits
+    {"tables", "predict"},  # every tidy summary and verdict rule
+    {"claims"},  # the claims table, read off the tables
+    {"style", "plot", "landing"},  # drawing
+    {"repository", "reproduce", "checks", "device_session"},  # notebooks, the committed store, the GPU session
+    {"cli"},  # the command line
+]
+ENGINE = set().union(*STAGES[:5])  # trains and measures: no pandas, no plotting
+
+
+def modules() -> dict[str, set[str]]:
+    """Each milr_core module and every module it imports, at any depth of its code (lazy imports count too)."""
+    graph = {}
+    for path in PACKAGE.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            imported |= {name.split(".")[1] if name.startswith("milr_core.") else name.split(".")[0] for name in names}
+        graph[path.stem] = imported
+    return graph
+
+
+def stage_of(module: str) -> int:
+    matches = [i for i, stage in enumerate(STAGES) if module in stage]
+    assert matches, f"milr_core/{module}.py belongs to no pipeline stage: add it to STAGES in {__file__}"
+    return matches[0]
+
+
+def test_every_module_has_a_stage_and_imports_nothing_downstream():
+    graph = modules()
+    for module, imported in graph.items():
+        for other in imported & graph.keys():
+            assert stage_of(other) <= stage_of(module), f"{module} imports {other}, a later stage"
+
+
+def test_no_import_cycles():
+    graph = {m: imported & set(modules()) - {m} for m, imported in modules().items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in graph[module]:
+            assert state.get(other) != 1, f"import cycle: {' -> '.join(path + [module, other])}"
+            if other not in state:
+                visit(other, path + [module])
+        state[module] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [])
+
+
+def test_the_engine_imports_no_pandas_or_plotting():
+    for module, imported in modules().items():
+        if module in ENGINE:
+            assert not imported & {"pandas", "matplotlib", "seaborn", "IPython"}, module
+
+
+def test_no_file_is_long():
+    for path in PACKAGE.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 600, f"{path.name} is over 600 lines: split it by idea"
