@@ -1,9 +1,14 @@
 # Two commands for a fresh machine (see README): `make book` builds the companion, `make test` tests it.
 PYTHON ?= python3
 VENV ?= .venv
-# The torch requirement installed into a fresh venv. Here it is the CPU wheel on disk; on a machine
-# with a GPU set e.g. TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>".
-TORCH_SPEC ?= torch==2.13.0
+# The torch installed into a fresh venv before the package: the CPU build, never PyPI's multi-GB CUDA
+# build on Linux. scripts/torch_spec.py picks it: `torch==$(TORCH_VERSION) --index-url $(TORCH_CPU_INDEX)`
+# where PyTorch's CPU index answers, else plain `torch==$(TORCH_VERSION)` (an offline machine whose pip
+# finds the CPU wheel locally, as CI's does). On a Linux GPU machine, TORCH_SPEC=torch==2.13.0 takes
+# PyPI's CUDA build.
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= $(shell $(PYTHON) scripts/torch_spec.py $(TORCH_VERSION) $(TORCH_CPU_INDEX))
 BIN := $(VENV)/bin
 
 .PHONY: install book test
@@ -13,11 +18,13 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -c "import torch" 2>/dev/null || { echo "pip install $(TORCH_SPEC)"; $(BIN)/python -m pip install -q $(TORCH_SPEC); }
 	$(BIN)/python -m pip install -q -e ".[book,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# MathJax comes from npm (scripts/install_mathjax.sh); the executed notebooks and the landing page go to
+# git-ignored build folders, so `git status` stays clean.
 book: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/build_book.sh
 

@@ -364,7 +364,8 @@ def sweep_command(args: argparse.Namespace) -> dict:
 
 def experiment_command(args: argparse.Namespace) -> dict:
     """An experiment's grids (or a part of them) computed or read; per grid, its cells and how many are stored."""
-    from milr_core.experiments import PARTS, results_root, run_experiment
+    from milr_core.experiments import PARTS, run_experiment
+    from milr_core.repository import committed_store
 
     run = RunOptions(**section_values(args, "run"))
     if args.compute:
@@ -374,7 +375,7 @@ def experiment_command(args: argparse.Namespace) -> dict:
     grids = frame.groupby("grid", sort=False)[["grid_cells", "grid_stored"]].first()
     return {
         "experiment": args.name,
-        "store": str(results_root() / args.profile),
+        "store": str(committed_store(args.profile)),
         "grids": {name: {"cells": int(row.grid_cells), "stored": int(row.grid_stored)} for name, row in grids.iterrows()},
     }
 
@@ -384,10 +385,10 @@ def predict_command(args: argparse.Namespace) -> dict:
     network = checked_network(args)
     check_out(args.out)
 
-    from milr_core.experiments import results_root
+    from milr_core.repository import committed_store
     from milr_core.predict import eta_star_frame, predict_eta_star
 
-    store = args.store or results_root() / "paper"
+    store = args.store or committed_store("paper")
     prediction = predict_eta_star(
         eta_star_frame(store), args.dataset, network["depth"], network["width"],
         parameterisation=network["parameterisation"], input_lr_factor=network["input_lr_factor"],

@@ -12,10 +12,10 @@ Whether missing cells are computed: ``run_experiment(..., compute=...)``, else t
 variable ``MILR_COMPUTE`` ("1" or "0"; ``milr reproduce --compute`` sets it for the notebooks), else
 the profile's default (``smoke``: compute; ``paper``: read only).
 
-Every profile has its own store, ``<results root>/<profile>/``, shared by all experiments: a cell
-that two chapters need (the same hash) is computed once. The results root is ``$MILR_RESULTS`` if
-set, else ``results/`` at the top of the repository (found from the working directory upwards by
-its ``_toc.yml``), else ``results/`` in the working directory (a pip install, e.g. on Colab).
+Every profile has its own store, ``repository.committed_store(profile)``, shared by all experiments: a
+cell that two chapters need (the same hash) is computed once. It is ``$MILR_RESULTS/<profile>`` if set,
+else ``results/<profile>`` at the top of the checkout; outside a checkout (a pip install on Colab) the
+committed ``paper`` store is fetched from the repository once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import yaml
 
 from milr_core.config import RunOptions
 from milr_core.grid import Grid, GridError, load_grid, restricted
+from milr_core.repository import committed_store
 from milr_core.store import ResultStore
 from milr_core.sweep import expand, run_sweep, stored_identity
 
@@ -38,15 +39,6 @@ COMPUTES_BY_DEFAULT = {"smoke": True, "paper": False}
 
 def experiments() -> list[str]:
     return sorted(path.stem for path in GRIDS_DIR.glob("*.yaml"))
-
-
-def results_root() -> Path:
-    if os.environ.get("MILR_RESULTS"):
-        return Path(os.environ["MILR_RESULTS"])
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / "_toc.yml").is_file():
-            return folder / "results"
-    return Path.cwd() / "results"
 
 
 def experiment_grids(name: str, profile: str) -> list[Grid]:
@@ -103,7 +95,7 @@ def run_experiment(
         if not grids:
             raise ValueError(f"no cell of experiment {name!r} ({profile}) matches {part}")
     compute = computes_missing(profile, compute)
-    store = results_root() / profile
+    store = committed_store(profile)
     frames = [run_sweep(grid, store, run=run, executor=executor, compute=compute) for grid in grids]
     frame = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
     if frame.empty:
@@ -122,7 +114,7 @@ def coverage(profile: str) -> pd.DataFrame:
     devices (with torch versions) named in their provenance, and the hours they took there: a seed group
     shares one call, so each record counts its call's wall time over ``seeds_batched``. Computes nothing.
     """
-    store = ResultStore(results_root() / profile)
+    store = ResultStore(committed_store(profile))
     rows = []
     for name in experiments():
         for grid in experiment_grids(name, profile):

@@ -1,18 +1,23 @@
-"""Execute the book's notebooks with papermill, in order, so that the book renders what actually ran.
+"""Execute the book's notebooks with papermill, in order, into a build folder that the book renders.
 
 Each experiment lives in ``notebooks/NN_name.md`` (a jupytext MyST notebook, the source of truth) with
-a paired ``notebooks/NN_name.ipynb`` that the book renders and that Colab opens. ``reproduce``:
+a paired ``notebooks/NN_name.ipynb``, inputs only, that Colab opens. ``reproduce``:
 
-1. converts each ``.md`` into its ``.ipynb`` (inputs only, so the pair is always in sync);
-2. executes the ``.ipynb`` in place with papermill, injecting ``profile`` ("smoke" or "paper") after
-   the cell tagged ``parameters``; the kernel is the current interpreter, and the working directory
-   is the notebooks folder's parent (the repository root, so ``results/`` resolves as for the CLI);
-3. stops at the first failing notebook with a ``ReproduceError`` naming it and its failing cell.
+1. writes each ``.md`` into its ``.ipynb`` (inputs only, so the pair is always in sync), with the
+   install cell pointing at the repository URL of ``_config.yml`` (``milr_core.repository``); a file
+   whose content would not change is left alone, so a run leaves ``git status`` clean;
+2. executes it with papermill into ``_build/executed/notebooks/NN_name.ipynb`` (``executed_dir``;
+   git-ignored), injecting ``profile`` ("smoke" or "paper") after the cell tagged ``parameters``;
+   the kernel is the current interpreter, and the working directory is the notebooks folder's
+   parent (the repository root, so ``results/`` resolves as for the CLI);
+3. tags the original ``parameters`` cell of the executed copy ``remove-cell``, so that the page shows
+   the parameters once, as papermill injected them (the profile actually used);
+4. stops at the first failing notebook with a ``ReproduceError`` naming it and its failing cell (the
+   executed copy, with the traceback, stays in the build folder; the tracked files are untouched).
 
-The executed ``.ipynb`` files hold outputs (and papermill's ``injected-parameters`` cell, and its
-error cells after a failure). They are
-build products: the committed notebooks are inputs only. Run ``strip_all()`` before committing
-(``python -c "from milr_core.reproduce import strip_all; strip_all()"``).
+The book renders the executed copies in place of the tracked notebooks (``book/_ext/executed_notebooks.py``),
+so its launch buttons still open the tracked, inputs-only ``.ipynb``. ``strip_all()`` makes tracked
+notebooks inputs-only again if someone executed them in place by hand.
 """
 
 from __future__ import annotations
@@ -27,14 +32,20 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+from jupytext.combine import combine_inputs_with_outputs
 import papermill
 from ipykernel.kernelspec import write_kernel_spec
 from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
+from milr_core.repository import checkout_root, configured_url, set_install_cells
+
 PROFILES = ("smoke", "paper")
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the parameters cell it adds
 ERROR_TAG = "papermill-error-cell-tag"  # and on the markdown cells pointing at a failure
+PARAMETERS_TAG = "parameters"  # the notebook's own parameters cell
+HIDDEN_TAG = "remove-cell"  # myst-nb leaves a cell so tagged off the page
+EXECUTED_DIR = Path("_build") / "executed"  # under the repository root (the notebooks folder's parent)
 
 
 class ReproduceError(RuntimeError):
@@ -57,17 +68,71 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     return jupytext.read(path, fmt="md:myst" if Path(path).suffix == ".md" else None)
 
 
-def sync_ipynb(source: Path) -> Path:
-    """Write the inputs-only ``.ipynb`` paired with the MyST notebook ``source``; returns its path."""
+def repository_url_for(notebooks_dir: str | Path) -> str | None:
+    """``repository.url`` of the checkout holding ``notebooks_dir`` (its ``_config.yml``), None outside one."""
+    root = checkout_root(Path(notebooks_dir))
+    return configured_url(root) if root is not None else None
+
+
+def sync_ipynb(source: Path, url: str | None = None) -> Path:
+    """Write the inputs-only ``.ipynb`` paired with the MyST notebook ``source``; returns its path.
+
+    The cells' sources come from ``source``; the cell ids and metadata of an existing ``.ipynb`` are kept
+    for the cells that are still there (jupytext's pairing), its outputs are dropped. ``url``: the
+    repository URL the install cell installs from (default: the checkout's ``_config.yml``; None outside a
+    checkout leaves the cell as written). The file is rewritten only when its content changes, so a sync
+    of an unchanged pair leaves ``git status`` clean.
+    """
+    source = Path(source)
     target = source.with_suffix(".ipynb")
-    jupytext.write(read_notebook(source), target, fmt="ipynb")
+    notebook = read_notebook(source)
+    if target.is_file():
+        notebook = combine_inputs_with_outputs(notebook, nbformat.read(target, as_version=4), fmt="md:myst")
+    clean_inputs(notebook)
+    url = url or repository_url_for(source.parent)
+    if url:
+        set_install_cells(notebook, url)
+    text = jupytext.writes(notebook, fmt="ipynb")
+    if not text.endswith("\n"):
+        text += "\n"
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
     return target
 
 
-def strip_outputs(path: str | Path) -> None:
-    """Make an executed ``.ipynb`` inputs-only again: no outputs, counts, papermill cells or run metadata."""
-    path = Path(path)
+def sync_all(notebooks_dir: str | Path = "notebooks") -> list[Path]:
+    """``sync_ipynb`` on every MyST notebook; returns the ``.ipynb`` files whose content changed."""
+    changed = []
+    for source in notebook_sources(notebooks_dir):
+        target = source.with_suffix(".ipynb")
+        before = target.read_bytes() if target.is_file() else None
+        sync_ipynb(source)
+        if target.read_bytes() != before:
+            changed.append(target)
+    return changed
+
+
+def executed_dir(notebooks_dir: str | Path = "notebooks") -> Path:
+    """Where ``reproduce`` writes the executed notebooks: ``<root>/_build/executed/<notebooks folder name>``."""
+    notebooks_dir = Path(notebooks_dir).resolve()
+    return notebooks_dir.parent / EXECUTED_DIR / notebooks_dir.name
+
+
+def hide_original_parameters(path: Path) -> None:
+    """Tag the notebook's own ``parameters`` cell ``remove-cell`` in an executed copy that has papermill's
+    injected one, so that the page shows the parameters once: those the run used."""
     notebook = nbformat.read(path, as_version=4)
+    if not any(INJECTED_TAG in c.metadata.get("tags", []) for c in notebook.cells):
+        return
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if PARAMETERS_TAG in tags and HIDDEN_TAG not in tags:
+            cell.metadata["tags"] = [*tags, HIDDEN_TAG]
+    nbformat.write(notebook, path)
+
+
+def clean_inputs(notebook: nbformat.NotebookNode) -> None:
+    """Leave only inputs in a notebook: no outputs, counts, papermill cells or run metadata."""
     notebook.cells = [c for c in notebook.cells if not {INJECTED_TAG, ERROR_TAG} & set(c.metadata.get("tags", []))]
     for cell in notebook.cells:
         cell.metadata.pop("papermill", None)
@@ -75,6 +140,13 @@ def strip_outputs(path: str | Path) -> None:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     notebook.metadata.pop("papermill", None)
+
+
+def strip_outputs(path: str | Path) -> None:
+    """Make an executed ``.ipynb`` inputs-only again: no outputs, counts, papermill cells or run metadata."""
+    path = Path(path)
+    notebook = nbformat.read(path, as_version=4)
+    clean_inputs(notebook)
     nbformat.write(notebook, path)
 
 
@@ -107,12 +179,12 @@ def interpreter_kernel(name: str) -> Iterator[str]:
                 os.environ["JUPYTER_PATH"] = previous
 
 
-def failure_message(notebook: Path, error: PapermillExecutionError) -> str:
+def failure_message(notebook: Path, executed: Path, error: PapermillExecutionError) -> str:
     source = error.source.strip().splitlines()
     shown = "\n    ".join(source[:8] + (["..."] if len(source) > 8 else []))
     return (
         f"{notebook} failed in cell {error.cell_index} of the executed notebook (execution count {error.exec_count}):\n    {shown}\n"
-        f"{error.ename}: {error.evalue}\n(the executed notebook, with the traceback, is {notebook})"
+        f"{error.ename}: {error.evalue}\n(the executed notebook, with the traceback, is {executed})"
     )
 
 
@@ -137,13 +209,14 @@ def reproduce(
     notebooks_dir: str | Path = "notebooks",
     kernel: str = "python3",
     compute: bool | None = None,
+    out_dir: str | Path | None = None,
 ) -> dict[str, float]:
     """Sync and execute every notebook (or ``only`` one) with ``profile``; returns notebook -> seconds.
 
     compute=True has the notebooks compute the cells their profile's store lacks, compute=False has
     them read the store only; None leaves it to ``MILR_COMPUTE`` or the profile (``run_experiment``).
-    The executed notebooks overwrite the paired ``.ipynb`` files with outputs; ``strip_all`` restores
-    the committed, inputs-only state.
+    The executed notebooks go to ``out_dir`` (default ``executed_dir(notebooks_dir)``); the tracked
+    ``.ipynb`` files stay inputs only.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
@@ -151,19 +224,23 @@ def reproduce(
     if not sources:
         raise ValueError(f"no notebooks (*.md) in {notebooks_dir}")
     cwd = Path(notebooks_dir).resolve().parent
+    out_dir = Path(out_dir) if out_dir is not None else executed_dir(notebooks_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     with interpreter_kernel(kernel), compute_setting(compute):
         for source in (bar := tqdm(sources, desc="notebooks", unit="notebook")):
             bar.set_postfix_str(source.stem)
             notebook = sync_ipynb(source)
+            executed = out_dir / notebook.name
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(
-                    notebook, notebook, parameters={"profile": profile}, kernel_name=kernel, cwd=cwd, progress_bar=False
+                    notebook, executed, parameters={"profile": profile}, kernel_name=kernel, cwd=cwd, progress_bar=False
                 )
             except PapermillExecutionError as error:
-                raise ReproduceError(failure_message(notebook, error)) from None
+                raise ReproduceError(failure_message(notebook, executed, error)) from None
             except Exception as error:  # a dead kernel, a missing kernelspec: no cell to name
                 raise ReproduceError(f"{notebook} could not be executed: {type(error).__name__}: {error}") from error
+            hide_original_parameters(executed)
             seconds[source.stem] = round(time.perf_counter() - start, 1)
     return seconds

@@ -1,4 +1,5 @@
-"""The book's sources: notebook pairs in sync, parameters cells, launch links, and reproduce's failure report."""
+"""The book's sources: notebook pairs in sync, parameters and install cells, launch links, reproduce's
+build folder (tracked notebooks stay inputs only) and its failure report, MathJax, the landing page."""
 
 import ast
 import os
@@ -13,18 +14,27 @@ import pytest
 from conftest import skip_unless_required
 import yaml
 
-from milr_core.reproduce import INJECTED_TAG, PROFILES, ReproduceError, read_notebook, reproduce, strip_all
+from milr_core.repository import install_urls, set_install_url
+from milr_core.reproduce import (
+    HIDDEN_TAG, INJECTED_TAG, PROFILES, ReproduceError, executed_dir, read_notebook, reproduce, strip_all, sync_all,
+)  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "notebooks").glob("*.md"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+REPOSITORY_URL = CONFIG["repository"]["url"]
 
 
-def cells(path: Path) -> list[tuple[str, str]]:
-    """(type, source) of each cell, leaving out papermill's injected-parameters cell (a run's output, not source)."""
+def cells(path: Path, url: str | None = None) -> list[tuple[str, str]]:
+    """(type, source) of each cell, leaving out papermill's injected-parameters cell (a run's output, not source);
+    with ``url``, the install cell's URL set to it (as ``milr reproduce`` writes it into the ``.ipynb``)."""
     notebook = read_notebook(path)
-    return [(c.cell_type, c.source) for c in notebook.cells if INJECTED_TAG not in c.metadata.get("tags", [])]
+    return [
+        (c.cell_type, set_install_url(c.source, url) if url and c.cell_type == "code" else c.source)
+        for c in notebook.cells
+        if INJECTED_TAG not in c.metadata.get("tags", [])
+    ]
 
 
 def toc_files(node) -> list[str]:
@@ -43,8 +53,18 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_pair_in_sync(source):
     paired = source.with_suffix(".ipynb")
-    assert paired.exists(), f"{paired.name} is missing: run milr reproduce (or jupytext --sync) and commit it"
-    assert cells(source) == cells(paired), f"{source.name} and {paired.name} differ: re-sync them"
+    assert paired.exists(), f"{paired.name} is missing: run milr reproduce (or python -m milr_core.repository sync)"
+    assert cells(source, REPOSITORY_URL) == cells(paired), (
+        f"{source.name} and {paired.name} differ: re-sync them (python -m milr_core.repository sync)"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_install_cell_installs_the_configured_repository(source):
+    """The repository URL is set once, in _config.yml; the .ipynb Colab opens installs from exactly that."""
+    urls = install_urls(nbformat.read(source.with_suffix(".ipynb"), as_version=4))
+    assert urls, f"{source.with_suffix('.ipynb').name} has no install cell (%pip install ... git+URL)"
+    assert set(urls) == {REPOSITORY_URL}, f"install cell URLs {urls}, _config.yml says {REPOSITORY_URL}: re-sync"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -67,6 +87,30 @@ def test_launch_buttons_are_configured():
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
     assert "notebooks/*.md" in CONFIG["exclude_patterns"], "the jupytext sources must not be rendered twice"
     assert CONFIG["execute"]["execute_notebooks"] == "off", "the book renders what milr reproduce executed"
+
+
+def test_mathjax_is_local():
+    """MathJax is served from the book's static files (installed from npm by scripts/install_mathjax.sh)."""
+    sphinx = CONFIG["sphinx"]["config"]
+    assert "://" not in sphinx["mathjax_path"] and sphinx["mathjax_path"].endswith(".js")
+    assert "book/_static" in sphinx["html_static_path"]
+    assert "offline_mathjax" in CONFIG["sphinx"]["local_extensions"]
+    script = (ROOT / "scripts" / "install_mathjax.sh").read_text()
+    assert "npm pack" in script and "book/_static/mathjax" in script
+
+
+def test_build_outputs_are_ignored_by_git():
+    """What a build writes (executed notebooks, the landing page, MathJax) never shows in git status."""
+    if not (shutil.which("git") and (ROOT / ".git").exists()):
+        pytest.skip("not a git checkout")
+    outputs = [
+        executed_dir(ROOT / "notebooks").relative_to(ROOT) / "02_power_law.ipynb",
+        Path("book/_generated/verdicts.md"), Path("book/_generated/summary.svg"),
+        Path("book/_static/mathjax/tex-chtml.js"), Path("build/lib/milr_core/__init__.py"),
+    ]  # fmt: skip
+    for path in outputs:
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path.as_posix()], cwd=ROOT).returncode == 0
+        assert ignored, f"{path} is not git-ignored"
 
 
 def test_toc_notebooks_are_committable_ipynb():
@@ -92,31 +136,97 @@ def test_built_launch_links_end_in_ipynb():
         assert all(link.endswith(".ipynb") for link in links), f"{page.name}: {links}"
 
 
+HEADER = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
+
+
+def write_notebook(notebooks: Path, name: str, body: str, url: str = "https://example.org/upstream/milr") -> None:
+    """A tiny MyST notebook: an install cell, a parameters cell setting profile, then ``body``."""
+    install = f'```{{code-cell}} ipython3\nimport sys\nif "google.colab" in sys.modules:\n    %pip install -q git+{url}\n```\n\n'
+    params = '```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = "smoke"\n```\n\n'
+    (notebooks / name).write_text(f"{HEADER}\n{install}{params}```{{code-cell}} ipython3\n{body}\n```\n")
+
+
+def a_checkout(tmp_path: Path, url: str) -> Path:
+    """A minimal checkout (``_toc.yml``, ``_config.yml`` with ``url``) with an empty notebooks folder."""
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (tmp_path / "_config.yml").write_text(f"repository:\n  url: {url}\n")
+    (tmp_path / "notebooks").mkdir()
+    return tmp_path / "notebooks"
+
+
+def test_sync_writes_the_configured_url_and_is_idempotent(tmp_path):
+    notebooks = a_checkout(tmp_path, "https://example.org/fork/milr")
+    write_notebook(notebooks, "01_a.md", "x = 1")
+    assert sync_all(notebooks) == [notebooks / "01_a.ipynb"]
+    assert install_urls(nbformat.read(notebooks / "01_a.ipynb", as_version=4)) == ["https://example.org/fork/milr"]
+    before = (notebooks / "01_a.ipynb").read_bytes()
+    assert sync_all(notebooks) == [], "a second sync of an unchanged pair must not rewrite the .ipynb"
+    assert (notebooks / "01_a.ipynb").read_bytes() == before
+
+
 @pytest.mark.slow
-def test_reproduce_names_the_failing_notebook_and_cell_then_strips(tmp_path, monkeypatch):
+def test_reproduce_executes_into_the_build_folder_and_names_the_failing_cell(tmp_path, monkeypatch):
     monkeypatch.delenv("MILR_COMPUTE", raising=False)
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    header = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
-
-    def write(name: str, body: str) -> None:
-        params = '```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = "smoke"\n```\n\n'
-        (notebooks / name).write_text(f"{header}\n{params}```{{code-cell}} ipython3\n{body}\n```\n")
-
-    write("01_ok.md", f"import os, sys\nassert sys.executable == {sys.executable!r}\nprint(profile, os.environ.get('MILR_COMPUTE'))")
-    write("02_fails.md", "x = 1\n1 / 0")
+    notebooks = a_checkout(tmp_path, "https://example.org/upstream/milr")
+    write_notebook(notebooks, "01_ok.md", f"import os, sys\nassert sys.executable == {sys.executable!r}\nprint(profile, os.environ.get('MILR_COMPUTE'))")
+    write_notebook(notebooks, "02_fails.md", "x = 1\n1 / 0")
+    sync_all(notebooks)
+    tracked = {p.name: p.read_bytes() for p in notebooks.iterdir()}
+    out = executed_dir(notebooks)
+    assert out == tmp_path / "_build" / "executed" / "notebooks"
     with pytest.raises(ReproduceError, match=r"02_fails\.ipynb failed in cell \d+[\s\S]*1 / 0[\s\S]*ZeroDivisionError"):
         reproduce(profile="paper", notebooks_dir=notebooks, compute=False)
 
-    executed = nbformat.read(notebooks / "01_ok.ipynb", as_version=4)
-    assert any("paper 0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert {p.name: p.read_bytes() for p in notebooks.iterdir()} == tracked, "reproduce modified a tracked notebook"
     assert "MILR_COMPUTE" not in os.environ  # the kernels' setting does not outlive the run
+    executed = nbformat.read(out / "01_ok.ipynb", as_version=4)
+    assert any("paper 0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    injected = [c for c in executed.cells if INJECTED_TAG in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'profile = "paper"' in injected[0].source
+    original = [c for c in executed.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(original) == 1 and HIDDEN_TAG in original[0].metadata["tags"], "the page must show the parameters once"
+    failed = nbformat.read(out / "02_fails.ipynb", as_version=4)
+    assert any(o.get("ename") == "ZeroDivisionError" for c in failed.cells for o in c.get("outputs", []))
     assert strip_all(notebooks) == [notebooks / "01_ok.ipynb", notebooks / "02_fails.ipynb"]
     for name in ("01_ok", "02_fails"):
-        stripped = nbformat.read(notebooks / f"{name}.ipynb", as_version=4)
-        assert all(not c.get("outputs") for c in stripped.cells)
-        assert len(stripped.cells) == len(read_notebook(notebooks / f"{name}.md").cells)
         assert cells(notebooks / f"{name}.md") == cells(notebooks / f"{name}.ipynb")
+
+
+@pytest.mark.slow  # after `make test`'s reproduce and book build
+def test_a_build_leaves_the_tracked_notebooks_unchanged():
+    """No tracked .ipynb differs from git's copy unless its .md source does (then the sync is the change)."""
+    if not (shutil.which("git") and (ROOT / ".git").exists()):
+        pytest.skip("not a git checkout")
+    changed = subprocess.run(
+        ["git", "diff", "--name-only", "--", "notebooks"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    rewritten = [f for f in changed if f.endswith(".ipynb") and f.removesuffix(".ipynb") + ".md" not in changed]
+    assert not rewritten, f"tracked notebooks modified although their sources are not: {rewritten}"
+
+
+@pytest.mark.slow  # reads the built book
+def test_built_pages_show_the_parameters_once():
+    pages = sorted((ROOT / "_build" / "html" / "notebooks").glob("*.html"))
+    if not pages:
+        skip_unless_required("no built book at _build/html: run bash scripts/build_book.sh")
+    for page in pages:
+        html = page.read_text()
+        assert html.count("tag_injected-parameters") == 1, f"{page.name}: papermill's parameters cell must show once"
+        assert "tag_parameters" not in html, f"{page.name}: the notebook's own parameters cell shows beside papermill's"
+
+
+@pytest.mark.slow  # reads the built book
+def test_built_landing_page_has_the_verdicts_and_no_cdn():
+    index = ROOT / "_build" / "html" / "book" / "intro.html"
+    if not index.exists():
+        skip_unless_required("no built book at _build/html: run bash scripts/build_book.sh")
+    html = index.read_text()
+    assert "milr-verdicts" in html and "summary.svg" in html
+    for page in (ROOT / "_build" / "html").rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r"cdn\.jsdelivr|mathjax@|cdnjs\.cloudflare", text), f"{page}: loads from a CDN"
+        if "mathjax" in text.lower():
+            assert re.search(r'src="[./]*_static/mathjax/tex-chtml\.js', text), f"{page}: MathJax not from _static"
 
 
 def test_committed_notebooks_are_inputs_only():
@@ -133,3 +243,93 @@ def test_committed_notebooks_are_inputs_only():
             f"{entry} is committed with outputs: run strip_all() (milr_core.reproduce) before committing"
         )
         assert not any(INJECTED_TAG in c.metadata.get("tags", []) for c in notebook.cells), f"{entry}: papermill cell"
+
+
+# ----------------------------------------------------------------------------- the landing page
+
+
+def fake_claims() -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"claim": "(a) eta* is a power of depth x width", "the paper says": "", "our protocol": "",
+         "we measured": "cifar10: alpha = 0.256 [0.226, 0.285], R^2 = 0.340 (29 cells); mnist: alpha = 0.4 [0.3, 0.5]",
+         "verdict": "not supported"},
+        {"claim": "(a-ii) the law needs a smaller input-layer LR", "the paper says": "", "our protocol": "",
+         "we measured": "mnist: input LR x0.1 alpha = -0.1 [-0.2, 0.1]", "verdict": "supported"},
+        {"claim": "(c) eta* and lambda_1 are closely, not inversely, related", "the paper says": "", "our protocol": "",
+         "we measured": "Spearman rho = -0.77, slope of log eta* on log lambda_1 = -0.78", "verdict": "mixed"},
+        {"claim": "(g) milr predict: eta* of a held-out cell [extension, ours]", "the paper says": "", "our protocol": "",
+         "we measured": "mnist: mean |log error| 0.68 (x1.98), 94% of 32 inside intervals of median x/÷ 6.27",
+         "verdict": "not measured"},
+    ])  # fmt: skip
+
+
+def fake_power_law() -> "pd.DataFrame":
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"dataset": name, "depth": d, "width": w, "seed": s, "threshold": t,
+         "eta_star": float(2.0 * (d * w) ** -0.5 * np.exp(rng.normal(0, 0.1))) if (d, w, s) != (4, 256, 1) else np.nan}
+        for name, t in (("mnist", 0.925), ("gaussians", 0.8)) for d in (1, 2, 4) for w in (16, 64, 256) for s in (0, 1)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_landing_key_numbers_and_unicode():
+    from milr_core import landing
+
+    claims = fake_claims()
+    keys = [landing.key_number(row) for _, row in claims.iterrows()]
+    assert keys[0] == "CIFAR-10: alpha = 0.256 [0.226, 0.285]"
+    assert keys[1] == "MNIST: input LR x0.1 alpha = -0.1 [-0.2, 0.1]"
+    assert keys[2] == "Spearman rho = -0.77"  # no interval: the first clause
+    assert keys[3] == "MNIST: mean |log error| 0.68 (x1.98)"  # long: cut at its first comma
+    assert landing.unicode_math("eta* x lambda_1, R^2 >= 0.9, alpha, x0.1, -0.2") == "η* × λ₁, R² ≥ 0.9, α, ×0.1, −0.2"
+    with_column = claims.assign(**{"key number": ["α = 1 [0, 2]", "", "ρ = 0.5", "x"]})
+    assert landing.key_number(with_column.iloc[0]) == "α = 1 [0, 2]"  # the dedicated column wins when present
+    assert landing.key_number(with_column.iloc[1]).startswith("MNIST: input LR")  # an empty one does not
+
+
+def test_landing_verdict_table_links_every_claim_to_its_chapter():
+    from milr_core import landing
+
+    table = landing.verdicts_table(fake_claims())
+    assert table.startswith("```{list-table}") and ":class: milr-verdicts" in table and table.rstrip().endswith("```")
+    for chapter in ("02_power_law", "04_input_layer", "07_sharpness", "12_predict"):
+        assert f"</notebooks/{chapter}>" in table
+    assert "η\\* is a power of depth × width" in table and "eta*" not in table
+    for chapter in set(landing.CHAPTERS.values()):
+        assert (ROOT / "notebooks" / f"{chapter}.md").exists(), f"landing.CHAPTERS names a missing chapter {chapter}"
+
+
+def test_write_landing_writes_the_table_and_an_svg(tmp_path, monkeypatch):
+    import types
+
+    import pandas as pd
+
+    from milr_core import landing
+
+    claims = types.ModuleType("milr_core.claims")
+    claims.claims_table = lambda profile: fake_claims()
+    experiments = types.ModuleType("milr_core.experiments")
+    experiments.run_experiment = lambda name, profile: fake_power_law()
+    experiments.coverage = lambda profile: pd.DataFrame([
+        {"experiment": "power_law", "grid": "g", "cells": 40, "stored": 30, "widths": "16, 64, 256", "depths": "1, 2, 4",
+         "devices": "cpu: x86_64 (torch 2.13.0+cpu)", "hours": 1.5},
+        {"experiment": "sharpness", "grid": "h", "cells": 10, "stored": 10, "widths": "2048", "depths": "16",
+         "devices": "cuda: H200 (torch 2.13.0)", "hours": 0.5},
+    ])  # fmt: skip
+    monkeypatch.setitem(sys.modules, "milr_core.claims", claims)
+    monkeypatch.setitem(sys.modules, "milr_core.experiments", experiments)
+    landing.write_landing("paper", tmp_path / "generated")
+    text = (tmp_path / "generated" / "verdicts.md").read_text()
+    assert "40 of 50 grid cells (80%) across 2 experiments, widths 16–2048, depths 1–16" in text
+    assert "cuda: H200 (torch 2.13.0)" in text and "2.0 hours" in text
+    svg = (tmp_path / "generated" / "summary.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    first = svg
+    landing.write_landing("paper", tmp_path / "generated")
+    assert (tmp_path / "generated" / "summary.svg").read_text() == first, "the figure must be reproducible byte for byte"

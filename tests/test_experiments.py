@@ -10,6 +10,7 @@ import dataclasses
 
 from milr_core import experiments, sweep
 from milr_core.config import RunOptions
+from milr_core.repository import committed_store
 from milr_core.store import ResultStore
 
 
@@ -50,7 +51,7 @@ def test_coverage_counts_the_stored_cells_of_every_grid(tmp_path, monkeypatch):
 
 def test_committed_paper_store_holds_only_verified_paper_cells_with_provenance():
     """Every committed record verifies (strict JSON, digest, hash) and is a cell of a paper grid; reading needs no data."""
-    store = ResultStore(experiments.results_root() / "paper")
+    store = ResultStore(committed_store("paper"))
     known = set()
     for name in experiments.experiments():
         for grid in experiments.experiment_grids(name, "paper"):
@@ -64,7 +65,7 @@ def test_committed_paper_store_holds_only_verified_paper_cells_with_provenance()
         origin = record["provenance"]
         assert origin["device"] and origin["torch"], record["hash"]
         commits.add(origin["git_commit"].removesuffix("+dirty"))  # +dirty: tracked files differed from it
-    repo = experiments.results_root().parent
+    repo = committed_store("paper").parent.parent
     git = (repo / ".git").exists() and shutil.which("git")
     shallow = git and subprocess.run(
         ["git", "rev-parse", "--is-shallow-repository"], cwd=repo, capture_output=True, text=True

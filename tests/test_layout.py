@@ -11,14 +11,14 @@ STAGES = [
     {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
     {"search", "sharpness"},  # Algorithm 1, the sharpness protocol
     {"late", "catapult"},  # protocols built on both
-    {"store", "grid"},  # records and grids
+    {"store", "grid", "repository"},  # records, grids, where the committed store is
     {"sweep"},  # cells, kinds, executors
     {"experiments"},  # the book's grids per profile
     {"fit"},  # power-law fits
     {"tables", "predict"},  # every tidy summary and verdict rule
     {"claims"},  # the claims table, read off the tables
     {"style", "plot", "landing"},  # drawing
-    {"repository", "reproduce", "checks", "device_session"},  # notebooks, the committed store, the GPU session
+    {"reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
     {"cli"},  # the command line
 ]
 ENGINE = set().union(*STAGES[:5])  # trains and measures: no pandas, no plotting

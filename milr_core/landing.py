@@ -1,0 +1,256 @@
+"""The book's landing page, made from the result store at build time: a verdict table and one summary figure.
+
+``write_landing(profile, out_dir)`` writes two files that ``book/intro.md`` includes:
+
+- ``verdicts.md``: one sentence on the store (profile and coverage of its grids, one line), then a
+  compact MyST ``list-table`` (class ``milr-verdicts``, label ``tab-verdicts``) with one row per claim of ``milr_core.claims.claims_table``: the claim, its
+  verdict, its key number with its interval, and a link to the chapter that measures it;
+- ``summary.svg``: eta* against depth x width per dataset (log-log, coloured by depth, the
+  least-squares power law dashed), from ``run_experiment("power_law", profile)``.
+
+``scripts/build_book.sh`` runs ``python -m milr_core.landing --profile PROFILE --out book/_generated``
+before ``jupyter-book build``. Text reaches the page in Unicode (eta* -> η*, lambda_1 -> λ₁), so that
+it reads the same with or without MathJax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Which chapter measures each claim: the claim's letter -> the notebook (docname under notebooks/).
+CHAPTERS = {
+    "a": "02_power_law",
+    "a-i": "03_condition_width",
+    "a-ii": "04_input_layer",
+    "b": "06_late_lr",
+    "c": "07_sharpness",
+    "d": "08_theory",
+    "e": "10_parameterisations",
+    "f": "11_catapult",
+    "g": "12_predict",
+}
+KEY_NUMBER = "key number"  # a dedicated column of claims_table, used when present
+DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "gaussians": "Gaussians"}
+VERDICT_MARKS = {"supported": "✓", "mixed": "◐", "not supported": "✗", "not measured": "–"}
+KEY_NUMBER_CHARS = 60  # a key number without an interval is cut to its first clause past this length
+
+# ASCII maths of the engine's strings -> Unicode, in order (the first ones are the most specific).
+UNICODE = [
+    (r"(?<![A-Za-z])lambda_1\(GGN\)", "λ₁(GGN)"),
+    (r"(?<![A-Za-z])lambda_1", "λ₁"),
+    (r"(?<![A-Za-z])eta\*", "η*"),
+    (r"(?<![A-Za-z])eta(?![A-Za-z])", "η"),
+    (r"(?<![A-Za-z])alpha(?![A-Za-z])", "α"),
+    (r"(?<![A-Za-z])beta(?![A-Za-z])", "β"),
+    (r"(?<![A-Za-z])rho(?![A-Za-z])", "ρ"),
+    (r"(?<![A-Za-z])mu[pP](?![A-Za-z])", "μP"),
+    (r"(?<![A-Za-z])ntk(?![A-Za-z])", "NTK"),
+    (r"R\^2", "R²"),
+    (r"\^β", "^β"),
+    (r"\(d w\)", "(dw)"),
+    (r" x ", " × "),
+    (r"\bd x w\b", "d × w"),
+    (r">>", "≫"),
+    (r"<=", "≤"),
+    (r">=", "≥"),
+    (r"\+-", "±"),
+    (r"(?<![A-Za-z])x(?=\d)", "×"),  # "x0.1", "(x1.98)": a factor
+    (r"(?<![\w.])-(?=\d)", "−"),  # a minus sign, not a hyphen
+]
+NUMBER = r"[-+−]?\d[\d.]*(?:e[-+]?\d+)?"
+WITH_INTERVAL = re.compile(rf"(?:(?P<label>[\w-]+): )?(?P<lead>[^;:\[\]]*?)(?P<value>{NUMBER}) \[(?P<low>{NUMBER}), (?P<high>{NUMBER})\]")
+
+
+def unicode_math(text: str) -> str:
+    """The engine's ASCII maths in Unicode: "eta* x lambda_1" -> "η* × λ₁", "R^2 >= 0.9" -> "R² ≥ 0.9"."""
+    for pattern, replacement in UNICODE:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def claim_letter(claim: str) -> str | None:
+    """"(a-ii) the law needs ..." -> "a-ii"; None without a leading "(letter)"."""
+    match = re.match(r"\s*\(([a-z](?:-[iv]+)?)\)", claim)
+    return match.group(1) if match else None
+
+
+def key_number(row: pd.Series) -> str:
+    """The claim's key number: the ``key number`` column when claims_table has one, else the first number
+    with its interval in "we measured" (with the dataset it belongs to), else its first clause."""
+    if KEY_NUMBER in row.index and isinstance(row[KEY_NUMBER], str) and row[KEY_NUMBER].strip():
+        return row[KEY_NUMBER].strip()
+    measured = str(row.get("we measured", "") or "")
+    for clause in measured.split("; "):
+        match = WITH_INTERVAL.search(clause)
+        if match:
+            label = f"{DATASET_NAMES.get(match['label'], match['label'])}: " if match["label"] else ""
+            return f"{label}{match['lead']}{match['value']} [{match['low']}, {match['high']}]"
+    first = measured.split("; ")[0].strip()
+    if len(first) > KEY_NUMBER_CHARS and ", " in first:
+        first = first.split(", ")[0]
+    label = re.match(r"([\w-]+): ", first)
+    if label and label[1] in DATASET_NAMES:
+        first = f"{DATASET_NAMES[label[1]]}: {first[label.end():]}"
+    return first or "–"
+
+
+def cell(text: str) -> str:
+    """Text for one table cell: one line, its ASCII maths in Unicode, a literal "*" (never emphasis)."""
+    return unicode_math(" ".join(str(text).split())).replace("*", "\\*")
+
+
+def chapter_link(claim: str) -> str:
+    chapter = CHAPTERS.get(claim_letter(claim) or "")
+    if chapter is None:
+        return "–"
+    return f"{{doc}}`chapter {int(chapter.split('_')[0])} </notebooks/{chapter}>`"
+
+
+def verdicts_table(claims: pd.DataFrame) -> str:
+    """The compact verdict table (a MyST ``list-table``, class ``milr-verdicts``): claim, verdict, key number, chapter."""
+    lines = [
+        "```{list-table} What the paper claims, and what we measured",
+        ":header-rows: 1",
+        ":class: milr-verdicts",
+        ":name: tab-verdicts",
+        "",
+        "* - Claim",
+        "  - Verdict",
+        "  - Key number",
+        "  - Measured in",
+    ]
+    for _, row in claims.iterrows():
+        verdict = str(row["verdict"])
+        mark = VERDICT_MARKS.get(verdict, "")
+        lines += [
+            f"* - {cell(row['claim'])}",
+            f"  - {mark} {cell(verdict)}".replace("  -  ", "  - "),
+            f"  - {cell(key_number(row))}",
+            f"  - {chapter_link(str(row['claim']))}",
+        ]
+    return "\n".join(lines) + "\n```\n"
+
+
+def coverage_line(profile: str, coverage: pd.DataFrame) -> str:
+    """The grids' coverage in one line: cells stored of cells planned, widths and depths present, devices and hours."""
+    cells, stored = int(coverage["cells"].sum()), int(coverage["stored"].sum())
+    share = f" ({stored / cells:.0%})" if cells else ""
+
+    def values(column: str) -> list[int]:
+        found = {int(v) for text in coverage[column].dropna() for v in str(text).split(",") if v.strip()}
+        return sorted(found)
+
+    widths, depths = values("widths"), values("depths")
+    span = lambda xs: f"{xs[0]}–{xs[-1]}" if len(xs) > 1 else (str(xs[0]) if xs else "none")  # noqa: E731
+    devices = sorted({d.strip() for text in coverage["devices"].dropna() for d in str(text).split(";") if d.strip()})
+    hours = float(coverage["hours"].sum()) if "hours" in coverage else float("nan")
+    where = f", computed on {', '.join(devices)}" if devices else ""
+    took = f" in {hours:.1f} hours" if np.isfinite(hours) and hours > 0 else ""
+    return (
+        f"**Coverage** of the `{profile}` store: {stored} of {cells} grid cells{share} across "
+        f"{coverage['experiment'].nunique()} experiments, widths {span(widths)}, depths {span(depths)}{where}{took}."
+    )
+
+
+def dataset_name(key: str) -> str:
+    return DATASET_NAMES.get(key, key)
+
+
+def summary_figure(frame: pd.DataFrame):
+    """η* against depth × width, one panel per dataset, coloured by depth, with the least-squares power law.
+
+    Each point is a cell's median η* over its seeds (on the log scale, as the fits aggregate); searches
+    that did not converge cannot sit on a log axis and are counted in the panel. Returns a Figure made
+    without pyplot (no backend, no global state).
+    """
+    import matplotlib
+    from matplotlib import ticker
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from milr_core.fit import fit_power_law
+
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    depths = sorted({int(d) for d in frame["depth"]})
+    palette = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(depths), 2)))
+    colors = {d: palette[i] for i, d in enumerate(depths)}
+    fig = Figure(figsize=(7.2, 3.0), layout="constrained")
+    axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, datasets):
+        rows = frame[frame["dataset"] == name]
+        values = pd.to_numeric(rows["eta_star"], errors="coerce").astype(float)
+        usable = np.isfinite(values) & (values > 0)
+        kept = rows.loc[usable, ["depth", "width"]].assign(value=values[usable])
+        kept["dw"] = kept["depth"] * kept["width"]
+        cells = kept.groupby(["depth", "dw"])["value"].apply(lambda v: float(np.exp(np.median(np.log(v))))).reset_index()
+        for depth, color in colors.items():
+            mine = cells[cells["depth"] == depth]
+            ax.scatter(mine["dw"], mine["value"], color=color, s=22, edgecolors="black", linewidths=0.4, zorder=3)
+        title = dataset_name(name)
+        thresholds = rows["threshold"].dropna().unique() if "threshold" in rows else []
+        if len(thresholds) == 1:
+            title += f" (t = {thresholds[0]:g})"
+        try:
+            fit = fit_power_law(rows, "eta_star", n_bootstrap=50)
+            xs = np.geomspace(cells["dw"].min(), cells["dw"].max(), 50)
+            ax.plot(xs, fit.predict(xs), color="black", linestyle="--", linewidth=1.0)
+            note = f"α = {fit.alpha:.2f}, R² = {fit.r2:.2f}"
+        except ValueError:
+            note = "no fit (too few cells)"
+        if (~usable).any():
+            note += f"\n{int((~usable).sum())} of {len(rows)} searches not converged"
+        ax.text(0.04, 0.04, note, transform=ax.transAxes, fontsize=7.5, linespacing=1.3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9.5)
+        ax.set_xlabel("depth × width", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, numticks=6))
+        ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    axes[0].set_ylabel("η*", fontsize=10)
+    axes[0].yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, markeredgecolor="black", markeredgewidth=0.4,
+                      label=f"{d}") for d, c in colors.items()]  # fmt: skip
+    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.0, label="power law"))
+    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False,
+               title="depth", title_fontsize=8, columnspacing=1.0, handletextpad=0.3)  # fmt: skip
+    return fig
+
+
+def write_landing(profile: str, out_dir: Path) -> None:
+    """Write ``verdicts.md`` and ``summary.svg`` for ``profile``'s store into ``out_dir`` (made if missing)."""
+    import matplotlib
+
+    from milr_core.claims import claims_table
+    from milr_core.experiments import coverage, run_experiment
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    claims = claims_table(profile)
+    text = (
+        f"{coverage_line(profile, coverage(profile))} Each verdict follows the rule stated with its claim in "
+        f"{{doc}}`chapter 9 </notebooks/09_claims>`.\n\n"
+        + verdicts_table(claims)
+    )
+    (out_dir / "verdicts.md").write_text(text, encoding="utf-8")
+    with matplotlib.rc_context({"svg.hashsalt": "milr-landing", "svg.fonttype": "path"}):
+        fig = summary_figure(run_experiment("power_law", profile))
+        fig.savefig(out_dir / "summary.svg", format="svg", metadata={"Date": None})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m milr_core.landing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="paper", choices=["smoke", "paper"])
+    parser.add_argument("--out", type=Path, default=Path("book/_generated"))
+    args = parser.parse_args(argv)
+    write_landing(args.profile, args.out)
+    print(f"landing page: {args.out / 'verdicts.md'}, {args.out / 'summary.svg'}")
+
+
+if __name__ == "__main__":
+    main()
