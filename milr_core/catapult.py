@@ -28,14 +28,14 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from milr_core.config import SearchConfig, SharpnessConfig, TrainConfig, TrajectoryConfig
+from milr_core.config import CATAPULT_WINDOW, SearchConfig, SharpnessConfig, TrainConfig, TrajectoryConfig
 from milr_core.model import init_params
 from milr_core.network import NetworkSpec
 from milr_core.probe import train_replicas
 from milr_core.search import EtaStarResult, find_eta_star
 from milr_core.sharpness import sharpness_at_init, sharpness_of, training_subset
 
-STABLE, CATAPULT = 2.0, 4.0  # eta lambda_1 below 2: stable; in [2, 4): catapult; 4 and above: divergence expected
+STABLE, CATAPULT = CATAPULT_WINDOW  # eta lambda_1 below 2: stable; in [2, 4): catapult; 4 and above: divergence expected
 
 
 def regime(eta_lambda: float | None) -> str | None:

@@ -27,6 +27,9 @@ THRESHOLDS = {
 LOSSES = ("cross_entropy", "mse")
 DTYPES = ("float32", "float64", "tf32")  # tf32: float32 storage, TF32 matmuls on a GPU (an explicit option)
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+# Lewkowycz et al. (2020), full-batch GD on the squared error: eta lambda_1 below 2 stable, in [2, 4) the
+# catapult, 4 and above divergence expected (the upper edge exact for their infinitely wide two-layer model).
+CATAPULT_WINDOW = (2.0, 4.0)
 
 
 def positive(value: float) -> bool:

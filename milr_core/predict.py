@@ -2,12 +2,12 @@
 
 ``predict_eta_star`` selects the store's eta* cells of one dataset, parameterisation and input-layer LR
 factor, fits eta* = c (d w)^exponent over them (``fit.fit_power_law``: cell medians over seeds, least
-squares in log-log) and evaluates it at the requested d w.
+squares in log-log, cells where every seed failed kept as censored) and evaluates it at the requested d w.
 
 The interval is ours: the classical least-squares *prediction* interval of a new cell's log eta*,
 log eta_hat +- t_{n-2} s sqrt(1 + 1/n + (u - u_bar)^2 / S_uu), u = log(d w), s the residual scatter of
-the n fitted cells around the line. It combines the uncertainty of the fitted line with the cells'
-scatter around it (seed noise and misfit alike); the fit's seed-bootstrap CI of alpha is reported beside
+the n fitted cells with a value around the line. It combines the uncertainty of the fitted line with the
+cells' scatter around it (seed noise and misfit alike); the fit's bootstrap CI of alpha is reported beside
 it. It assumes the residuals are alike everywhere, which fails where condition (i) does (d / w large),
 hence the warnings.
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from milr_core.fit import fit_power_law, fit_wide, residuals
+from milr_core.fit import MAX_DEPTH_OVER_WIDTH, MIN_DEPTH, fit_power_law, in_regime, residuals
 from milr_core.store import ResultStore
 
 SETTINGS = ("kind", "engine_version", "dtype", "threshold", "data.", "network.", "train.", "search.")
@@ -107,35 +107,37 @@ def predict_eta_star(
     parameterisation: str = "standard",
     input_lr_factor: float = 0.1,
     max_depth_over_width: float | None = None,
+    min_depth: int = 1,
     ci: float = 0.95,
     n_bootstrap: int = 1000,
 ) -> Prediction:
     """eta* at (depth, width) from the power law fitted to ``frame``'s matching cells (``eta_star_frame``).
 
-    max_depth_over_width: fit only the cells with d / w at most this (condition (i)); None fits them all.
+    Only the cells with depth >= ``min_depth`` and d / w <= ``max_depth_over_width`` (None: any) are fitted;
+    ``fit.MIN_DEPTH`` and ``fit.MAX_DEPTH_OVER_WIDTH`` are our reading of condition (i).
     """
     if depth < 1 or width < 1:
         raise ValueError(f"depth and width must be >= 1, got {depth}, {width}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}")
     cells, warnings = select_cells(frame, dataset, parameterisation, input_lr_factor)
-    if max_depth_over_width is None:
-        fit = fit_power_law(cells, n_bootstrap=n_bootstrap, ci=ci)
-    else:
-        fit = fit_wide(cells, max_depth_over_width, n_bootstrap=n_bootstrap, ci=ci)
-        cells = cells[cells["depth"] / cells["width"] <= max_depth_over_width]
+    cells = cells[in_regime(cells, min_depth, math.inf if max_depth_over_width is None else max_depth_over_width)]
+    if cells.empty:
+        raise ValueError(f"no {dataset!r} cell has depth >= {min_depth} and d/w <= {max_depth_over_width}")
+    fit = fit_power_law(cells, n_bootstrap=n_bootstrap, ci=ci)
     fitted = residuals(cells, fit)
-    u, u_star = np.log(fitted["dw"].to_numpy(float)), math.log(depth * width)
-    n = len(fitted)
+    measured = fitted[fitted["censored"] == ""]  # a censored cell's residual is only a bound
+    u, u_star = np.log(measured["dw"].to_numpy(float)), math.log(depth * width)
+    n = len(measured)
     centre = float(fit.predict(depth * width))
-    scatter = math.sqrt(np.sum(fitted["residual"] ** 2) / (n - 2)) if n > 2 else None
+    scatter = math.sqrt(np.sum(measured["residual"] ** 2) / (n - 2)) if n > 2 else None
     if scatter is not None:
         spread = scatter * math.sqrt(1 + 1 / n + (u_star - u.mean()) ** 2 / np.sum((u - u.mean()) ** 2))
         half = stats.t.ppf(0.5 + ci / 2, n - 2) * spread
         interval = (centre * math.exp(-half), centre * math.exp(half))
     else:
         interval = (math.nan, math.nan)
-        warnings.append(f"only {n} cells: no scatter around the fit, so no interval")
+        warnings.append(f"only {n} cells with a value: no scatter around the fit, so no interval")
     dw_range = (int(fitted["dw"].min()), int(fitted["dw"].max()))
     if not dw_range[0] <= depth * width <= dw_range[1]:
         warnings.append(f"d*w = {depth * width} lies outside the fitted range [{dw_range[0]}, {dw_range[1]}]")
@@ -144,10 +146,12 @@ def predict_eta_star(
         warnings.append(f"d/w = {depth / width:.3g} exceeds the largest fitted d/w ({largest_ratio:.3g}): "
                         "condition (i), width large compared to depth, may fail")  # fmt: skip
     summary = {
-        **{k: fit.to_dict()[k] for k in ("alpha", "alpha_ci", "c", "r2", "n_cells", "n_values", "n_dropped")},
+        **{k: fit.to_dict()[k] for k in ("alpha", "alpha_ci", "c", "r2", "n_cells", "n_values", "n_dropped",
+                                            "n_censored")},
         "dw_range": list(dw_range),
         "max_fitted_depth_over_width": largest_ratio,
         "max_depth_over_width": max_depth_over_width,
+        "min_depth": min_depth,
         "residual_scatter": scatter,
         "cells": fitted[["depth", "width", "value", "fitted"]].to_dict("records"),
         "settings": json.loads(settings_key(cells).iloc[0]),
@@ -161,6 +165,7 @@ def leave_one_cell_out(
     *,
     parameterisation: str = "standard",
     input_lr_factor: float = 0.1,
+    regime: bool = False,
     ci: float = 0.95,
     n_bootstrap: int = 200,
 ) -> pd.DataFrame:
@@ -171,8 +176,14 @@ def leave_one_cell_out(
     scale, as the fit aggregates), ``predicted`` with its interval ``low`` / ``high`` (NaN when the other
     cells leave no scatter), ``covered`` (None then), ``log_error`` = ln(predicted / measured), the number
     of cells fitted and the prediction's warnings. Empty when fewer than three cells are usable.
+
+    ``regime``: only the cells in the power law's regime (``fit.in_regime``, our rule) are predicted, each
+    from the others in the regime. Censored cells are never predicted but enter the fits.
     """
     cells, _ = select_cells(frame, dataset, parameterisation, input_lr_factor)
+    limits = {"min_depth": MIN_DEPTH, "max_depth_over_width": MAX_DEPTH_OVER_WIDTH} if regime else {}
+    if regime:
+        cells = cells[in_regime(cells)]
     values = pd.to_numeric(cells["eta_star"], errors="coerce").astype(float)
     usable = cells[np.isfinite(values) & (values > 0)]
     rows = []
@@ -180,8 +191,9 @@ def leave_one_cell_out(
         rest = usable[(usable["depth"] != depth) | (usable["width"] != width)]
         if (rest["depth"] * rest["width"]).nunique() < 2:
             continue
-        prediction = predict_eta_star(rest, dataset, int(depth), int(width), parameterisation=parameterisation,
-                                      input_lr_factor=input_lr_factor, ci=ci, n_bootstrap=n_bootstrap)  # fmt: skip
+        fitted = cells[(cells["depth"] != depth) | (cells["width"] != width)]  # the rest, censored cells included
+        prediction = predict_eta_star(fitted, dataset, int(depth), int(width), parameterisation=parameterisation,
+                                      input_lr_factor=input_lr_factor, ci=ci, n_bootstrap=n_bootstrap, **limits)  # fmt: skip
         measured = float(np.exp(np.median(np.log(held["eta_star"].astype(float)))))
         low, high = prediction.interval
         rows.append({
@@ -207,8 +219,10 @@ def held_out_summary(table: pd.DataFrame) -> pd.DataFrame:
     grouped = table.assign(abs_error=table["log_error"].abs()).groupby("dataset", sort=False)
     summary = grouped.agg(cells=("abs_error", "size"), mean_error=("abs_error", "mean"), max_error=("abs_error", "max"))
     summary["with interval"] = grouped["covered"].apply(lambda c: int(c.notna().sum()))
-    summary["coverage"] = grouped["covered"].apply(lambda c: float(c.dropna().astype(bool).mean()) if c.notna().any() else math.nan)
+    summary["coverage"] = grouped["covered"].apply(
+        lambda c: float(c.dropna().astype(bool).mean()) if c.notna().any() else math.nan)  # fmt: skip
     summary["typical factor"] = np.exp(summary["mean_error"])
-    summary["interval factor"] = grouped.apply(lambda g: float(np.sqrt(g["high"] / g["low"]).median()), include_groups=False)
+    summary["interval factor"] = grouped.apply(
+        lambda g: float(np.sqrt(g["high"] / g["low"]).median()), include_groups=False)  # fmt: skip
     summary = summary.rename(columns={"mean_error": "mean |log error|", "max_error": "max |log error|"})
     return summary[list(SUMMARY_COLUMNS)]

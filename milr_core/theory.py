@@ -53,11 +53,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from milr_core.model import NetworkSpec
+from milr_core.network import NetworkSpec
 from milr_core.model import flat_logits_fn, layer_blocks
 
 
@@ -175,57 +174,3 @@ def sharpness_bounds(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch
         "ntk_trace": traces.mean().item(),
         "mean_sq_norm": mean_sq_norm,
     }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# checking the bounds over a sweep (tidy frames of the sharpness experiment with bounds=True)
-
-BOUND_COLUMNS = ("lower_bound", "lambda_1_ggn", "lambda_1", "ggn_upper_bound", "ntk_trace", "expected_upper_bound")
-
-
-def bounds_check(frame: pd.DataFrame, rtol: float = 1e-5) -> pd.DataFrame:
-    """One row per network: the bounds, lambda_1 of G and H, and whether each inequality holds (to rtol).
-
-    Columns added: dw, half_ntk_trace ((1/2)(1/N) sum_i ||J_i||_F^2, whose expectation is
-    expected_upper_bound), sandwich (lower <= lambda_1(G) <= upper, what is proved), hessian_below_upper
-    (lambda_1(H) <= upper: not proved, H is not PSD), lower_below_hessian (proved), and the ratios
-    upper / lambda_1(G), lambda_1(G) / lower and half_ntk_trace / expected_upper_bound.
-    """
-    missing = [c for c in BOUND_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the frame lacks {', '.join(missing)}: run the sharpness experiment with bounds: true")
-    keys = [c for c in ("dataset", "depth", "width", "seed") if c in frame.columns]
-    table = frame[keys + list(BOUND_COLUMNS)].dropna(subset=list(BOUND_COLUMNS)).copy()
-    for column in BOUND_COLUMNS:
-        table[column] = table[column].astype(float)
-    slack = 1 + rtol
-    table["dw"] = table["depth"] * table["width"]
-    table["half_ntk_trace"] = 0.5 * table["ntk_trace"]
-    table["sandwich"] = (table["lower_bound"] <= table["lambda_1_ggn"] * slack) & (
-        table["lambda_1_ggn"] <= table["ggn_upper_bound"] * slack
-    )
-    table["hessian_below_upper"] = table["lambda_1"] <= table["ggn_upper_bound"] * slack
-    table["lower_below_hessian"] = table["lower_bound"] <= table["lambda_1"] * slack
-    table["upper_over_ggn"] = table["ggn_upper_bound"] / table["lambda_1_ggn"]
-    table["ggn_over_lower"] = table["lambda_1_ggn"] / table["lower_bound"]
-    table["trace_over_expected"] = table["half_ntk_trace"] / table["expected_upper_bound"]
-    return table.reset_index(drop=True)
-
-
-def bounds_summary(frame: pd.DataFrame, rtol: float = 1e-5) -> pd.DataFrame:
-    """Per dataset: how many networks, the fraction where each inequality holds, and how loose the bounds are."""
-    table = bounds_check(frame, rtol)
-    rows = []
-    for name, group in table.groupby("dataset", sort=False):
-        rows.append({
-            "dataset": name,
-            "networks": len(group),
-            "lower <= lambda_1(G) <= upper": group["sandwich"].mean(),
-            "lambda_1(H) <= upper": group["hessian_below_upper"].mean(),
-            "lower <= lambda_1(H)": group["lower_below_hessian"].mean(),
-            "lambda_1(H) / lambda_1(G), max": (group["lambda_1"] / group["lambda_1_ggn"]).max(),
-            "upper / lambda_1(G), median": group["upper_over_ggn"].median(),
-            "lambda_1(G) / lower, median": group["ggn_over_lower"].median(),
-            "trace / closed form, median": group["trace_over_expected"].median(),
-        })  # fmt: skip
-    return pd.DataFrame(rows)

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from test_sharpness import dense_ggn, dense_hessian
+from test_curvature import autograd_ggn, autograd_hessian
 
-from milr_core.model import NetworkSpec, forward, init_params
-from milr_core.sharpness import flat_logits_fn, layer_blocks
+from milr_core.model import flat_logits_fn, forward, init_params, layer_blocks
+from milr_core.network import NetworkSpec
 from milr_core.theory import (
     expected_ggn_upper_bound,
     ggn_upper_bound,
@@ -71,7 +71,7 @@ def test_bounds_sandwich_dense_lambda_1(depth, width, seed):
     spec = NetworkSpec(depth, width, 5, 3)
     params = init_params(spec, [seed], F64)
     x, y = inputs(12)
-    ggn, hessian = dense_ggn(spec, params, x), dense_hessian(spec, params, x, y)
+    ggn, hessian = autograd_ggn(spec, params, x, "cross_entropy"), autograd_hessian(spec, params, x, y, "cross_entropy")
     lambda_ggn = torch.linalg.eigvalsh(ggn)[-1].item()
     lambda_hessian = torch.linalg.eigvalsh(hessian)[-1].item()
     low, high = lower_bound(spec, params, x), ggn_upper_bound(spec, params, x)
@@ -84,7 +84,7 @@ def test_residual_term_only_moves_spectrum_between_layers():
     spec = NetworkSpec(3, 5, 5, 3)
     params = init_params(spec, [0], F64)
     x, y = inputs(12)
-    ggn, hessian = dense_ggn(spec, params, x), dense_hessian(spec, params, x, y)
+    ggn, hessian = autograd_ggn(spec, params, x, "cross_entropy"), autograd_hessian(spec, params, x, y, "cross_entropy")
     residual = hessian - ggn
     assert residual.abs().max() > 1e-3  # the residual is not trivially zero ...
     for block in layer_blocks(spec):  # ... but vanishes on every layer's diagonal block

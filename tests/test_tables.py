@@ -1,0 +1,224 @@
+"""The summaries of tables.py on planted frames with known answers: their columns, and the numbers they must find."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_fit import DEPTHS, WIDTHS, planted
+
+from milr_core import tables
+from milr_core.fit import MAX_DEPTH_OVER_WIDTH, MIN_DEPTH, SWEEP_CUTOFFS, SWEEP_MIN_DEPTHS
+
+
+def as_store(frame: pd.DataFrame, *, dataset: str = "gaussians", grid: str = "g", variant: str = "base", **settings) -> pd.DataFrame:
+    """A planted frame with the columns ``run_experiment`` gives it (one grid and variant)."""
+    defaults = {"search.rtol": 0.05, "network.input_lr_factor": 0.1, "network.parameterisation": "standard",
+                "threshold": 0.8, "largest_success_above": np.nan, "non_monotone": [[]] * len(frame)}  # fmt: skip
+    return frame.assign(dataset=dataset, grid=grid, variant=variant, **(defaults | settings))
+
+
+def off_law(frame: pd.DataFrame, factor: float = 4.0) -> pd.DataFrame:
+    """The cells outside our regime moved off the law, alternately up and down by ``factor`` (per cell, every seed)."""
+    frame = frame.copy()
+    outside = (frame["depth"] < MIN_DEPTH) | (frame["depth"] / frame["width"] > MAX_DEPTH_OVER_WIDTH)
+    shift = np.where(frame["width"].isin(WIDTHS[::2]), factor, 1 / factor)
+    frame.loc[outside, "eta_star"] *= shift[outside]
+    frame.loc[outside, "bracket"] = pd.Series([[v, v * 1.05] for v in frame.loc[outside, "eta_star"]],
+                                              index=frame.index[outside])  # fmt: skip
+    return frame
+
+
+def law_off_regime() -> pd.DataFrame:
+    """eta* = 2 (d w)^-0.7 in the regime, off the law outside it, on two datasets."""
+    law = off_law(planted(-0.7, -0.7, seed_noise=0.03))
+    return pd.concat([as_store(law, dataset="mnist"), as_store(law, dataset="gaussians")], ignore_index=True)
+
+
+def test_fits_table_in_regime_and_over_all_cells():
+    table = tables.fits_table(law_off_regime())
+    assert list(table.columns) == ["dataset", "cells", "alpha", "alpha low", "alpha high", "c", "R^2", "n cells",
+                                   "censored cells", "seeds used", "seeds dropped", "note"]  # fmt: skip
+    assert list(table["cells"]) == [tables.ALL_CELLS] * 2 + [tables.IN_REGIME] * 2
+    regime = table[table["cells"] == tables.IN_REGIME]
+    assert (regime["R^2"] > 0.99).all() and np.allclose(regime["alpha"], 0.7, atol=0.03)
+    assert (table.loc[table["cells"] == tables.ALL_CELLS, "R^2"] < 0.8).all()
+    assert isinstance(table.index, pd.RangeIndex) and str(table["n cells"].dtype) == "Int64"
+    tiny = tables.fits_table(law_off_regime().query("depth == 1 and width == 16"))
+    assert tiny["note"].str.startswith("no fit").all() and tiny["alpha"].isna().all()
+
+
+def test_residuals_alpha_vs_cutoff_and_product_form():
+    frame = law_off_regime()
+    resid = tables.residuals_table(frame)
+    assert np.allclose(resid.loc[resid["in_regime"], "residual"], 0, atol=0.05)
+    assert (resid.loc[~resid["in_regime"], "residual"].abs() > 1).all()
+    sweep = tables.alpha_vs_cutoff(frame)
+    assert len(sweep) == 2 * len(SWEEP_MIN_DEPTHS) * len(SWEEP_CUTOFFS)
+    assert sweep.groupby("dataset")["our rule"].sum().eq(1).all()
+    assert list(sweep.columns[:4]) == ["dataset", "min depth", "max d/w", "max d/w value"]
+    product = tables.product_form_table(frame, scopes=(tables.IN_REGIME,))
+    assert product["d*w consistent"].all() and np.allclose(product["a - b"], 0, atol=0.1)
+
+
+def test_width_slope_by_depth_shows_a_rising_depth_one_row():
+    frame = planted(-1.0, -0.5, seed_noise=0.02)
+    shallow = frame["depth"] == 1
+    frame.loc[shallow, "eta_star"] = 2.0 * frame.loc[shallow, "width"] ** 0.3
+    table = tables.width_slope_by_depth(as_store(frame))
+    assert list(table["depth"]) == list(DEPTHS)
+    first = table.iloc[0]
+    assert first["width slope"] == pytest.approx(0.3, abs=1e-9) and first["value at widest"] > first["value at narrowest"]
+    assert np.allclose(table["width slope"].iloc[1:], -0.5, atol=0.05)
+
+
+def test_width_exponents_name_the_flattest_parameterisation():
+    frame = pd.concat([as_store(planted(-1.0, -0.5), variant="standard"), as_store(planted(-1.0, 0.02), variant="mup")])
+    table = tables.width_exponents_table(frame)
+    assert list(table["variant"]) == ["standard", "mup"] and list(table["flattest"]) == [False, True]
+    assert table["width slope"].tolist() == pytest.approx([-0.5, 0.02], abs=0.05)
+
+
+def test_variant_ratios_and_their_summary():
+    base = as_store(planted(-0.7, -0.7), variant="base")
+    double = base.assign(variant="double", eta_star=base["eta_star"] * 2)
+    same = base.assign(variant="same")
+    same.loc[same.index[0], "eta_star"] = np.nan
+    frame = pd.concat([base, double, same], ignore_index=True)
+    ratios = tables.variant_ratios(frame)
+    assert list(ratios.columns) == ["grid", "dataset", "variant", "base variant", "depth", "width", "seed", "value",
+                                    "base value", "ratio"]  # fmt: skip
+    summary = tables.variant_summary(frame)
+    assert list(summary["variant"]) == ["double", "same"] and summary["ratio median"].tolist() == pytest.approx([2, 1])
+    assert summary["within search resolution"].tolist() == [False, True] and summary["missing ratios"].tolist() == [0, 1]
+    by_depth = tables.variant_summary(frame, by=("dataset", "depth", "variant"))
+    assert len(by_depth) == 2 * len(DEPTHS)
+
+
+def test_preprocessing_table_reads_both_grids():
+    eta = as_store(planted(-0.7, -0.7), grid="pre_eta")
+    sharp = as_store(planted(0.5, 0.5, quantity="lambda_1"), grid="pre_sharp").drop(columns=["eta_star"], errors="ignore")
+    frame = pd.concat([eta.assign(variant="global"), eta.assign(variant="per_feature", eta_star=eta["eta_star"] * 1.3),
+                       sharp.assign(variant="global"), sharp.assign(variant="per_feature", lambda_1=sharp["lambda_1"] / 3)])  # fmt: skip
+    table = tables.preprocessing_table(frame, by=("dataset",))
+    assert list(table["quantity"]) == ["eta_star", "lambda_1"] and table["ratio median"].tolist() == pytest.approx([1.3, 1 / 3])
+
+
+def test_non_monotone_table():
+    frame = as_store(planted(-0.7, -0.7, depths=(2,), widths=(64,)))
+    frame.loc[0, "largest_success_above"] = 1.5 * frame.loc[0, "eta_star"]
+    frame.at[1, "non_monotone"] = [0.3]
+    row = tables.non_monotone_table(frame).iloc[0]
+    assert row["seeds with a success above"] == pytest.approx(1 / 3) and row["largest success above / eta*"] == pytest.approx(1.5)
+    assert row["non-monotone seeds"] == 1 and row["converged seeds"] == 3
+
+
+def sharpness_frame(eta: pd.DataFrame) -> pd.DataFrame:
+    """lambda_1_eff = 2 / eta* exactly (an inverse law), lambda_1 = lambda_1_eff (1 + 8 / depth): raw differs at shallow depth."""
+    frame = eta[tables.KEYS].copy()
+    frame["lambda_1_eff"] = 2.0 / eta["eta_star"].to_numpy()
+    frame["lambda_1"] = frame["lambda_1_eff"] * (1 + 8 / frame["depth"])
+    return frame
+
+
+def test_eta_star_against_raw_and_effective_sharpness():
+    eta = as_store(planted(-0.7, -0.7, seed_noise=0.1))
+    joined = tables.join_sharpness(eta, sharpness_frame(eta))
+    assert len(joined) == len(eta) and np.allclose(joined["eta_lambda_eff"], 2.0) and np.allclose(joined["two_over_lambda_eff"], joined["eta_star"])
+    table = tables.sharpness_relation(joined)
+    assert list(table["sharpness"]) == ["raw", "effective"]
+    effective, raw = table.iloc[1], table.iloc[0]
+    assert effective["sd of ln product"] == pytest.approx(0, abs=1e-12) and effective["slope (log-log)"] == pytest.approx(-1)
+    assert effective["closest to constant"] and not raw["closest to constant"] and raw["max / min"] > 2
+    only_raw = tables.sharpness_relation(joined.drop(columns=["lambda_1_eff"]))
+    assert len(only_raw) == 1 and pd.isna(only_raw["closest to constant"].iloc[0])
+
+
+def late_frame(late_noise: float = 0.05, steps: tuple[int, ...] = (1000, 4000)) -> pd.DataFrame:
+    """Per pretraining length: eta* = 5 (d w)^-0.7, lambda_1(theta_0) = (d w)^0.3 (so eta* lambda_0 ~ (d w)^-0.4),
+    lambda_1(theta_T) = lambda_0 / 2 and the late max LR at the edge of stability, 2 / lambda_1_eff(theta_T)."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for pretrain in steps:
+        frame = as_store(planted(-0.7, -0.7, c=5.0, depths=(1, 2, 4, 8), widths=(64, 256, 1024)), variant=f"pretrain {pretrain}")
+        dw = frame["depth"] * frame["width"]
+        frame["lambda_1_init"] = frame["lambda_1_eff_init"] = dw**0.3 * np.exp(0.05 * rng.normal(size=len(frame)))
+        frame["lambda_1_T"] = frame["lambda_1_eff_T"] = frame["lambda_1_init"] / 2
+        frame["late_max_lr"] = 2 / frame["lambda_1_eff_T"] * np.exp(late_noise * rng.normal(size=len(frame)))
+        frame["late_status"], frame["late_bracket"] = "converged", [[v, v * 1.05] for v in frame["late_max_lr"]]
+        frame["ratio"] = frame["late_max_lr"] / frame["eta_star"]
+        frame["pretrain_accuracy"], frame["late.pretrain_steps"] = 0.9, pretrain
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_late_contrast_sets_the_two_relations_side_by_side():
+    late = late_frame()
+    networks = tables.late_networks(late)
+    assert np.allclose(networks["late_lambda_1_eff"], 2, rtol=0.3) and {"init_lambda_1", "late_lambda_1"} <= set(networks)
+    contrast = tables.late_contrast(late)
+    assert len(contrast) == 2 * 2 * 2  # pretraining lengths x relations x sharpnesses
+    init = contrast[contrast["relation"] == tables.RELATIONS["init"][0]]
+    later = contrast[contrast["relation"] == tables.RELATIONS["late"][0]]
+    assert np.allclose(init["exponent in d*w"], -0.4, atol=0.05) and (init["exponent high"] < 0).all()
+    assert ((later["exponent low"] <= 0) & (later["exponent high"] >= 0)).all()
+    assert np.allclose(later["product median"], 2, rtol=0.1)
+    ratios = tables.late_ratio_table(late)
+    assert list(ratios["pretrain_steps"]) == [1000, 4000] and (ratios["pretraining below t"] == 0).all()
+
+
+def test_lanczos_table():
+    frame = as_store(planted(0.5, 0.5, quantity="lambda_1", depths=(2,), widths=(64, 128)))
+    for field in ("lambda_1", "lambda_1_eff"):
+        frame[f"{field}_converged"] = [True] * 5 + [False]
+        frame[f"{field}_residual"], frame[f"{field}_n_products"] = 1e-6, 40
+        frame[f"{field}_dtype"] = ["float32"] * 5 + ["float64"]
+    frame["lambda_1_eff"] = frame["lambda_1"]
+    table = tables.lanczos_table(frame.assign(**{"sharpness.tol": 1e-5}))
+    assert list(table["eigenvalue"]) == ["lambda_1", "lambda_1_eff"]
+    assert table["converged"].tolist() == pytest.approx([5 / 6] * 2) and (table["dtypes"] == "float32, float64").all()
+
+
+def test_bounds_check_and_summary():
+    frame = as_store(planted(0.5, 0.5, quantity="lambda_1", depths=(2, 4), widths=(64,)))
+    frame = frame.assign(lambda_1_ggn=frame["lambda_1"], lower_bound=frame["lambda_1"] / 2,
+                         ggn_upper_bound=frame["lambda_1"] * 3, ntk_trace=frame["lambda_1"] * 8,
+                         expected_upper_bound=frame["lambda_1"] * 4)  # fmt: skip
+    frame.loc[0, "lower_bound"] = frame.loc[0, "lambda_1_ggn"] * (1 + 2 * tables.BOUNDS_RTOL)  # one violation
+    frame.loc[1, "lower_bound"] = frame.loc[1, "lambda_1_ggn"] * (1 + tables.BOUNDS_RTOL / 2)  # within the slack
+    check = tables.bounds_check(frame)
+    assert check["sandwich"].tolist() == [False] + [True] * 5 and np.allclose(check["trace_over_expected"], 1)
+    summary = tables.bounds_summary(frame).iloc[0]
+    assert summary["networks"] == 6 and summary["sandwich holds"] == 5 and summary["upper / lambda_1(G) median"] == 3
+    with pytest.raises(ValueError, match="bounds: true"):
+        tables.bounds_check(frame.drop(columns="ntk_trace"))
+
+
+def test_catapult_table_counts_the_stored_regimes():
+    frame = pd.DataFrame({"dataset": "mnist", "eta_lambda_eff": [1.0, 3.0, 3.5, 9.0, np.nan],
+                          "regime": ["stable", "catapult", "catapult", "divergent", None]})  # fmt: skip
+    row = tables.catapult_table(frame).iloc[0]
+    assert (row["networks"], row["with eta*"], row["stable"], row["catapult"], row["divergent"]) == (5, 4, 1, 2, 1)
+    assert row["inside window"] == 0.5 and row["eta* lambda_1_eff max"] == 9.0
+
+
+def test_held_out_table_and_numbers():
+    frame = law_off_regime()
+    everywhere, regime = tables.held_out_table(frame), tables.held_out_table(frame, regime=True)
+    assert list(regime["dataset"]) == ["mnist", "gaussians"] and (regime["mean |log error|"] < 0.1).all()
+    assert (everywhere["mean |log error|"] > 0.5).all()
+    glue = tables.numbers(tables.fits_table(frame), ["dataset", "cells"])
+    assert glue["mnist/in regime/alpha"] == pytest.approx(0.7, abs=0.03) and "gaussians/all cells/R^2" in glue
+
+
+def test_tables_and_fits_load_without_torch_and_theory_without_pandas():
+    code = "import sys, milr_core.tables, milr_core.claims; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    tree = ast.parse((Path(__file__).parents[1] / "milr_core" / "theory.py").read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(name.split(".")[0] == "pandas" for name in modules)
+
