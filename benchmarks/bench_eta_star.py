@@ -1,131 +1,273 @@
-"""Bisection (Algorithm 1) against the batched search on the same config, and the probe's raw throughput.
+"""eta* search cost: the old batched k-section search against Algorithm 1 run with speculation k=1 and k=3.
 
-    python benchmarks/bench_eta_star.py --dataset mnist --cells 4x256 8x1024 --device cuda --out bench.json
-    python benchmarks/bench_eta_star.py --throughput 16x2048 --device cuda
+    python benchmarks/bench_eta_star.py --out eta_star_cpu.json                 # the two CPU cells of issue 15
+    python benchmarks/bench_eta_star.py --device cuda --seeds 0 1 2 --out eta_star_gpu.json
+    python benchmarks/bench_eta_star.py --device cuda --methods --throughput 16x2048 # probe TFLOP/s only
 
-For each cell it prints eta* from both methods, whether they agree within the tolerance, the wall
-times and their ratio. ``--throughput`` trains one probe of K replicas at a learning rate too small
-to finish and reports fp32 TFLOP/s (forward + backward counted as 3x the forward's 2 * multiply-adds).
-Results are written as JSON with the device, torch version and git commit.
+For each cell (``--cell DATASET:DxW[:MAX_STEPS]``; default Gaussians 2x64 at the grids' budget of two epochs and
+MNIST 2x128 at 300 steps) it runs, on the same seeds and bracket ([1e-3, 10], rtol 0.05): the k-section search with
+8 learning rates per round (a different estimand, the one the old store used), Algorithm 1 with k=1 and with k=3,
+and on a GPU also with k = ``sweep.speculation_for`` (k=best). It prints eta*, rounds, probes, replica-steps (the
+steps of every probe, speculative ones and the k-section's included) and wall time, with each method's ratios to
+the k-section search, and checks that every speculation depth gives k=1's answer (eta*, bracket and ledger).
+Issue 15's goal: Algorithm 1 at <= 0.45x the k-section's replica-steps.
+
+``--throughput DxW`` times the training probe alone: K replicas at a learning rate too small to finish, two
+budgets, and fp32 TFLOP/s from the difference (forward + backward counted as 3x ``NetworkSpec.flops_per_example``,
+times batch x replicas x steps), so setup and validation cancel. Results go to JSON with the device, torch
+version, git commit, thread count and whether TF32 was allowed (off unless ``--tf32``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import platform
-import subprocess
+import os
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from milr_core.data import load_dataset
-from milr_core.model import NetworkSpec
-from milr_core.probe import TrainConfig, run_probe
-from milr_core.search import SearchConfig, find_eta_star
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's milr_core, when run from anywhere
+
+from milr_core.checks import ledger_difference, path_of, rounding_tolerance  # noqa: E402
+from milr_core.config import SearchConfig, TrainConfig  # noqa: E402
+from milr_core.network import NetworkSpec  # noqa: E402
+from milr_core.search import EtaStarResult, find_eta_star  # noqa: E402
+from milr_core.store import device_name, git_commit  # noqa: E402
+from milr_core.sweep import speculation_for  # noqa: E402
+
+DEFAULT_CELLS = ("gaussians:2x64", "mnist:2x128:300")
+BOUNDS, RTOL, KSECTION_K = (1e-3, 10.0), 0.05, 8
+GOAL = 0.45  # issue 15: Algorithm 1 at <= 0.45x the k-section's replica-steps
 
 
 def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def provenance(device: str) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu: {platform.processor() or platform.machine()}"
-    return {"device": name, "torch": torch.__version__, "commit": commit}
+def set_precision(device: str, tf32: bool) -> None:
+    """fp32 by default: TF32 matmuls only when asked (recorded in every report)."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
 
-def parse_cell(text: str) -> tuple[int, int]:
-    depth, width = text.lower().split("x")
-    return int(depth), int(width)
+def environment(device: str, tf32: bool = False) -> dict:
+    return {"device": device_name(device), "device_arg": device, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "commit": git_commit(), "threads": torch.get_num_threads(),
+            "dtype": "float32", "tf32": tf32}  # fmt: skip
 
 
-def compare_methods(dataset, depth: int, width: int, args: argparse.Namespace) -> dict:
-    net = NetworkSpec(depth=depth, width=width, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
-    train = TrainConfig(batch_size=args.batch_size, epochs=args.epochs, eval_every=args.eval_every)
-    row = {"depth": depth, "width": width}
-    for method in ("batched", "bisection"):
-        synchronize(args.device)
-        start = time.perf_counter()
-        result = find_eta_star(
-            dataset,
-            net,
-            train,
-            SearchConfig(method, (args.lr_min, args.lr_max), args.rtol, args.lrs_per_round),
-            seeds=list(range(args.seeds)),
-            device=args.device,
-        )
-        synchronize(args.device)
-        row[method] = {
-            "eta_star": [s.eta_star for s in result.per_seed],
-            "seconds": time.perf_counter() - start,
-            "rounds": result.n_rounds,
-            "probes": sum(len(s.ledger) for s in result.per_seed),
-        }
-    pairs = zip(row["batched"]["eta_star"], row["bisection"]["eta_star"])
-    row["agree"] = all(a and b and abs(math.log(a / b)) <= math.log(1 + args.rtol) for a, b in pairs)
-    row["speedup"] = row["bisection"]["seconds"] / row["batched"]["seconds"]
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    depth: int
+    width: int
+    max_steps: int | None  # None: the paper grids' two epochs
+
+    @classmethod
+    def parse(cls, text: str) -> Cell:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or "x" not in parts[1]:
+            raise argparse.ArgumentTypeError(f"a cell is DATASET:DEPTHxWIDTH[:MAX_STEPS], got {text!r}")
+        depth, width = map(int, parts[1].lower().split("x"))
+        return cls(parts[0], depth, width, int(parts[2]) if len(parts) == 3 else None)
+
+    def __str__(self) -> str:
+        budget = "2 epochs" if self.max_steps is None else f"{self.max_steps} steps"
+        return f"{self.dataset} {self.depth}x{self.width} ({budget})"
+
+    def train(self) -> TrainConfig:
+        return TrainConfig(batch_size=128, epochs=2.0, max_steps=self.max_steps, eval_every=25)
+
+
+def load(name: str, cache: dict) -> object:
+    from milr_core.data import load_dataset
+
+    if name not in cache:
+        cache[name] = load_dataset(name)
+    return cache[name]
+
+
+def net_for(dataset, depth: int, width: int) -> NetworkSpec:
+    return NetworkSpec(depth=depth, width=width, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
+
+
+def replica_steps(result: EtaStarResult) -> int:
+    """Every SGD step any replica took: the path, the speculative probes off it, and the probes above eta*."""
+    return sum(o.steps for s in result.per_seed for o in [*(p for _, p in s.ledger), *s.speculative, *s.above])
+
+
+def timed_search(dataset, net, train, search, seeds, k, device) -> tuple[EtaStarResult, dict]:
+    synchronize(device)
+    began = time.perf_counter()
+    result = find_eta_star(dataset, net, train, search, seeds=seeds, speculation=k, device=device)
+    synchronize(device)
+    wall = time.perf_counter() - began
+    return result, {
+        "eta_star": [s.eta_star for s in result.per_seed],
+        "status": [s.status for s in result.per_seed],
+        "bracket": [[s.lo, s.hi] for s in result.per_seed],
+        "rounds": result.n_rounds,
+        "probes": sum(len(s.ledger) + len(s.speculative) + len(s.above) for s in result.per_seed),
+        "replica_steps": replica_steps(result),
+        "wall_s": wall,
+    }
+
+
+def answer_difference(a: EtaStarResult, b: EtaStarResult, rtol: float) -> str | None:
+    """None when b gives a's answer (status, eta*, bracket, ledger with round numbers aside), else what differs."""
+    for x, y in zip(a.per_seed, b.per_seed):
+        if (x.status, x.eta_star, x.lo, x.hi) != (y.status, y.eta_star, y.lo, y.hi):
+            return f"seed {x.seed}: {x.status} {x.eta_star!r} [{x.lo!r}, {x.hi!r}] vs {y.status} {y.eta_star!r} [{y.lo!r}, {y.hi!r}]"
+        difference = ledger_difference(path_of(x, rounds=False), path_of(y, rounds=False), rtol)
+        if difference:
+            return f"seed {x.seed}: {difference}"
+    return None
+
+
+def speculation_depths(device: str, net: NetworkSpec, n_seeds: int, asked: list[int]) -> list[tuple[str, int]]:
+    """(label, k) of the Algorithm 1 runs: the asked depths, and k=best where it is another one."""
+    runs = [(f"k={k}", k) for k in asked]
+    best = speculation_for(device, net, n_seeds, None)
+    if asked and best not in asked:
+        runs.append((f"k=best ({best})", best))
+    return runs
+
+
+def compare_cell(dataset, cell: Cell, seeds: list[int], device: str, ks: list[int], ksection: bool = True) -> dict:
+    """The k-section search (if asked) and Algorithm 1 at each speculation depth on one cell, with ratios."""
+    net = net_for(dataset, cell.depth, cell.width)
+    train = cell.train()
+    bisection = SearchConfig(method="bisection", lr_bounds=BOUNDS, rtol=RTOL)
+    row = {"cell": str(cell), "dataset": cell.dataset, "depth": cell.depth, "width": cell.width,
+           "max_steps": train.budget_steps(dataset.x_train.shape[0]), "seeds": seeds, "runs": {}}  # fmt: skip
+    if ksection:
+        search = SearchConfig(method="ksection", lr_bounds=BOUNDS, rtol=RTOL, lrs_per_round=KSECTION_K)
+        row["runs"][f"ksection K={KSECTION_K}"] = timed_search(dataset, net, train, search, seeds, 1, device)[1]
+    rtol = rounding_tolerance(device)
+    if torch.device(device).type == "cuda":  # kernels, allocator and cuBLAS handles warm before the first timing
+        from milr_core.probe import train_replicas
+
+        train_replicas(dataset, net, TrainConfig(batch_size=128, max_steps=3), [1e-3, 1e-3], [0, 1], 0.999, device=device)
+    reference = None
+    for label, k in speculation_depths(device, net, len(seeds), ks):
+        result, run = timed_search(dataset, net, train, bisection, seeds, k, device)
+        run["k"] = k
+        if reference is None:
+            reference, run["same_answer_as"] = result, None
+        else:
+            run["same_answer_as"] = ks[0]
+            run["difference"] = answer_difference(reference, result, rtol)
+        row["runs"][f"Algorithm 1 {label}"] = run
+    base = row["runs"].get(f"ksection K={KSECTION_K}")
+    first = row["runs"][f"Algorithm 1 k={ks[0]}"] if ks else None
+    for run in row["runs"].values():
+        if base:
+            run["steps_vs_ksection"] = run["replica_steps"] / base["replica_steps"]
+            run["wall_vs_ksection"] = run["wall_s"] / base["wall_s"]
+        if first and "k" in run:
+            run["wall_vs_first_k"] = run["wall_s"] / first["wall_s"]
+    row["identical_answers"] = all(run.get("difference") is None for run in row["runs"].values())
     return row
 
 
-def throughput(dataset, depth: int, width: int, args: argparse.Namespace) -> dict:
-    net = NetworkSpec(depth=depth, width=width, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
-    train = TrainConfig(batch_size=args.batch_size, max_steps=args.steps, eval_every=args.steps)
-    lrs = [1e-7] * args.lrs_per_round  # far too small to reach the threshold: every replica trains all steps
-    run_probe(dataset, net, TrainConfig(batch_size=args.batch_size, max_steps=3), lrs, [0] * len(lrs), 0.999, device=args.device)
-    synchronize(args.device)
-    start = time.perf_counter()
-    run_probe(dataset, net, train, lrs, [0] * len(lrs), 0.999, device=args.device)
-    synchronize(args.device)
-    seconds = time.perf_counter() - start
-    flops = 3 * net.flops_per_example() * args.batch_size * args.steps * len(lrs)
-    return {"depth": depth, "width": width, "replicas": len(lrs), "steps": args.steps, "seconds": seconds, "tflops": flops / seconds / 1e12}
+def probe_throughput(dataset, depth: int, width: int, replicas: int, device: str, *, batch: int = 128,
+                     steps: tuple[int, int] = (10, 60)) -> dict:  # fmt: skip
+    """fp32 TFLOP/s of the training probe: the wall-time difference of two budgets (setup and validation cancel)."""
+    from milr_core.probe import train_replicas
+
+    net = net_for(dataset, depth, width)
+    lrs, seeds = [1e-7] * replicas, list(range(replicas))  # far too small to reach the threshold: every step runs
+
+    def wall(n_steps: int) -> float:
+        train = TrainConfig(batch_size=batch, max_steps=n_steps, eval_every=n_steps)
+        synchronize(device)
+        began = time.perf_counter()
+        outcomes, _ = train_replicas(dataset, net, train, lrs, seeds, 0.999, device=device)
+        synchronize(device)
+        assert all(o.steps == n_steps for o in outcomes), "a throughput replica stopped early"
+        return time.perf_counter() - began
+
+    wall(3)  # warm-up: kernels, allocator, cuBLAS handles
+    short, long = wall(steps[0]), wall(steps[1])
+    seconds = max(long - short, 1e-9)
+    flops = 3 * net.flops_per_example() * batch * replicas * (steps[1] - steps[0])
+    return {"depth": depth, "width": width, "replicas": replicas, "batch": batch, "steps": list(steps),
+            "n_params": net.n_params(), "wall_s": [short, long], "ms_per_step": 1e3 * seconds / (steps[1] - steps[0]),
+            "tflops": flops / seconds / 1e12}  # fmt: skip
 
 
-def main() -> None:
+def print_compare(rows: list[dict]) -> None:
+    print(f"{'cell':<30} {'search':<22} {'eta* per seed':<28} {'rounds':>6} {'probes':>6} {'replica-steps':>13} "
+          f"{'wall s':>8} {'steps/ks':>8} {'wall/ks':>7} {'wall/k1':>7}  answer")  # fmt: skip
+    for row in rows:
+        for name, run in row["runs"].items():
+            etas = ", ".join("-" if e is None else f"{e:.4g}" for e in run["eta_star"])
+            answer = "" if "k" not in run else "reference" if run["same_answer_as"] is None else (
+                "identical" if run["difference"] is None else f"DIFFERS: {run['difference']}")
+            ratio = lambda key: f"{run[key]:.2f}" if key in run else "-"  # noqa: E731
+            print(f"{row['cell']:<30} {name:<22} {etas:<28} {run['rounds']:>6} {run['probes']:>6} "
+                  f"{run['replica_steps']:>13} {run['wall_s']:>8.2f} {ratio('steps_vs_ksection'):>8} "
+                  f"{ratio('wall_vs_ksection'):>7} {ratio('wall_vs_first_k'):>7}  {answer}")  # fmt: skip
+        serial = next((run for run in row["runs"].values() if run.get("k") == 1 and "steps_vs_ksection" in run), None)
+        if serial:
+            verdict = "meets" if serial["steps_vs_ksection"] <= GOAL else "misses"
+            print(f"{'':<30} Algorithm 1 k=1 at {serial['steps_vs_ksection']:.2f}x the k-section's replica-steps: "
+                  f"{verdict} issue 15's goal of <= {GOAL}x; speculation depths "
+                  f"{'give identical answers' if row['identical_answers'] else 'CHANGE THE ANSWER'}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--cells", nargs="*", default=[], help="DEPTHxWIDTH cells to compare methods on")
-    parser.add_argument("--throughput", nargs="*", default=[], help="DEPTHxWIDTH cells to measure TFLOP/s on")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--lr-min", type=float, default=1e-3)
-    parser.add_argument("--lr-max", type=float, default=10.0)
-    parser.add_argument("--rtol", type=float, default=0.05)
-    parser.add_argument("--lrs-per-round", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--eval-every", type=int, default=25)
-    parser.add_argument("--steps", type=int, default=50, help="steps of the throughput probe")
-    parser.add_argument("--out", help="write the JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--cell", dest="cells", type=Cell.parse, action="append",
+                        help=f"DATASET:DEPTHxWIDTH[:MAX_STEPS], repeatable (default {' '.join(DEFAULT_CELLS)})")
+    parser.add_argument("--methods", nargs="*", default=None, choices=["ksection", "bisection"],
+                        help="searches to compare (default both; give the flag alone for none, e.g. with --throughput)")
+    parser.add_argument("--k", dest="ks", type=int, nargs="+", default=[1, 3], help="speculation depths (first: the reference)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (pinned)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on a GPU (default: plain fp32)")
+    parser.add_argument("--throughput", nargs="*", default=[], metavar="DxW", help="probe TFLOP/s at these shapes")
+    parser.add_argument("--throughput-dataset", default="mnist")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[3, 12], help="replicas of the throughput probe")
+    parser.add_argument("--out", help="write the JSON report here")
+    args = parser.parse_args(argv)
+    methods = ["ksection", "bisection"] if args.methods is None else args.methods
 
-    dataset = load_dataset(args.dataset)
-    report = {**provenance(args.device), "dataset": args.dataset, "source": dataset.meta["source"], "compare": [], "throughput": []}
-    for depth, width in map(parse_cell, args.cells):
-        row = compare_methods(dataset, depth, width, args)
-        report["compare"].append(row)
-        print(
-            f"d={depth:3d} w={width:5d}  eta* batched {row['batched']['eta_star']} ({row['batched']['seconds']:.1f}s, "
-            f"{row['batched']['rounds']} rounds)  bisection {row['bisection']['eta_star']} "
-            f"({row['bisection']['seconds']:.1f}s, {row['bisection']['rounds']} rounds)  "
-            f"agree={row['agree']}  speedup={row['speedup']:.1f}x",
-            flush=True,
-        )
-    for depth, width in map(parse_cell, args.throughput):
-        row = throughput(dataset, depth, width, args)
-        report["throughput"].append(row)
-        print(f"d={depth:3d} w={width:5d}  K={row['replicas']}  {row['tflops']:.2f} TFLOP/s (fp32)", flush=True)
-    print(json.dumps({k: report[k] for k in ("device", "torch", "commit")}))
+    torch.set_num_threads(args.threads)
+    set_precision(args.device, args.tf32)
+    report = {**environment(args.device, args.tf32), "bounds": list(BOUNDS), "rtol": RTOL, "compare": [], "throughput": []}
+    datasets: dict = {}
+    if "bisection" in methods or "ksection" in methods:
+        for cell in args.cells or [Cell.parse(c) for c in DEFAULT_CELLS]:
+            dataset = load(cell.dataset, datasets)
+            ks = args.ks if "bisection" in methods else []
+            row = compare_cell(dataset, cell, args.seeds, args.device, ks, ksection="ksection" in methods)
+            report["compare"].append(row)
+        print_compare(report["compare"])
+    for shape in args.throughput:
+        depth, width = map(int, shape.lower().split("x"))
+        dataset = load(args.throughput_dataset, datasets)
+        for replicas in args.replicas:
+            row = probe_throughput(dataset, depth, width, replicas, args.device)
+            report["throughput"].append(row)
+            print(f"probe d={depth} w={width} K={replicas}: {row['ms_per_step']:.2f} ms/step, {row['tflops']:.2f} TFLOP/s fp32"
+                  f"{' (TF32 on)' if args.tf32 else ''}", flush=True)  # fmt: skip
+    print(json.dumps({k: report[k] for k in ("device", "torch", "commit", "threads", "tf32")}))
     if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=1)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    failed = [row["cell"] for row in report["compare"] if not row["identical_answers"]]
+    if failed:
+        print(f"speculation changed the answer on: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,133 +1,142 @@
-"""Cost of lambda_1 at initialisation: products and wall time of Lanczos and power iteration per (depth, width).
+"""Cost of lambda_1 at initialisation: Lanczos to tolerance, its per-HVP overhead, and one HVP against one gradient.
 
-For each cell: HVPs and seconds to reach relative residual 1e-3 and 1e-6 with each method, the solver's
-wall time per HVP against a bare HVP (solver overhead), and one HVP against one gradient. Targets on a
-GPU: Lanczos reaches 1e-6 within 40 HVPs, wall per HVP within 1.2x of a bare HVP, one HVP <= 2 gradients.
+    python benchmarks/bench_sharpness.py --out sharpness_cpu.json                       # MNIST, small cells
+    python benchmarks/bench_sharpness.py --device cuda --cells 4x1024 8x1024 16x2048 --out sharpness_gpu.json
 
-    python benchmarks/bench_sharpness.py --device cuda --subset 2048 --out results.json
+Per cell (``--cells DxW``), on the sharpness protocol's training subset (``--subset``, default 2048 examples, one
+chunk, so the Hessian operator keeps its double-backward graph) of the network ``init_params(net, [0])``:
+
+- ``hvp_ms``, ``gradient_ms``: the median wall time of one bare Hessian-vector product and of one gradient of the
+  mean loss (``--repeats`` timed calls after a warm-up), and their ratio;
+- Lanczos on H and on P^1/2 H P^1/2 (effective sharpness) to each ``--tol`` with the protocol's float64 fallback:
+  HVPs, wall time, residual, and which precision answered;
+- ``overhead``: the wall time per product of a fixed-length Lanczos run in the operator's own precision
+  (``--overhead-steps`` steps, no fallback) over a bare HVP: 1.0 means the solver costs nothing beyond its products.
+
+Results go to JSON with the device, torch version, git commit, threads and whether TF32 was allowed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
+import os
+import statistics
+import sys
 import time
-import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from milr_core.model import NetworkSpec, init_params
-from milr_core.sharpness import HessianOperator, synchronize, top_hessian_eigenvalue, training_subset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's milr_core, when run from anywhere
 
-TOLERANCES = (1e-3, 1e-6)
+from milr_core.curvature import HessianOperator, PreconditionedOperator, synchronize, top_hessian_eigenvalue  # noqa: E402
+from milr_core.model import flat_lr_multipliers, init_params  # noqa: E402
+from milr_core.network import NetworkSpec  # noqa: E402
+from milr_core.sharpness import training_subset  # noqa: E402
+from milr_core.store import device_name, git_commit  # noqa: E402
 
-
-def load_training_data(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dataset's training split, or random data of MNIST shape (with a warning) when it cannot be loaded."""
-    try:
-        from milr_core.data import load_dataset
-
-        dataset = load_dataset(name)
-        return dataset.x_train, dataset.y_train
-    except Exception as error:  # noqa: BLE001 -- any failure falls back, loudly
-        warnings.warn(f"could not load {name!r} ({error!r}); timing on random data of MNIST shape instead")
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(10_000, 784, generator=g), torch.randint(0, 10, (10_000,), generator=g)
+DEFAULT_CELLS = ("2x64", "4x256", "8x256")
 
 
-def seconds_per_call(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Mean wall time of fn after one warm-up call."""
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of one call, each call synchronised, after one warm-up call."""
     fn()
-    synchronize(device)
-    began = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        synchronize(device)
+        began = time.perf_counter()
         fn()
-    synchronize(device)
-    return (time.perf_counter() - began) / repeats
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
 
 
-def bench_cell(spec: NetworkSpec, x: torch.Tensor, y: torch.Tensor, device: torch.device, repeats: int) -> dict:
+def subset(dataset_name: str, size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
+    from milr_core.data import load_dataset
+
+    dataset = load_dataset(dataset_name)
+    x, y = training_subset(dataset.x_train, dataset.y_train, size, 0)
+    return x.to(device=device, dtype=dtype), y.to(device), dataset.n_classes
+
+
+def bench_cell(depth: int, width: int, x: torch.Tensor, y: torch.Tensor, n_classes: int, *, tols: list[float],
+               repeats: int, overhead_steps: int) -> dict:  # fmt: skip
+    device = x.device
+    spec = NetworkSpec(depth, width, x.shape[1], n_classes)
     params = init_params(spec, [0], x.dtype, device)
     synchronize(device)
     began = time.perf_counter()
     operator = HessianOperator(spec, params, x, y, chunk_size=x.shape[0])
     synchronize(device)
     setup_s = time.perf_counter() - began
-    v = torch.randn(operator.n_params, device=device, dtype=x.dtype)
-    bare_hvp_s = seconds_per_call(lambda: operator.matvec(v), device, repeats)
+    v = torch.randn(operator.n_params, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(device)
+    hvp_s = median_seconds(lambda: operator.matvec(v), device, repeats)
     leaf = operator.theta.clone().requires_grad_()
-    gradient_s = seconds_per_call(
-        lambda: torch.autograd.grad(operator.chunk_loss(leaf, x, y), leaf), device, repeats
-    )
-    cell = {"depth": spec.depth, "width": spec.width, "n_params": operator.n_params, "setup_s": setup_s,
-            "bare_hvp_s": bare_hvp_s, "gradient_s": gradient_s, "hvp_over_gradient": bare_hvp_s / gradient_s}
-    for method in ("lanczos", "power"):
-        for tol in TOLERANCES:
-            result = top_hessian_eigenvalue(operator, method, tol=tol)
-            cell[f"{method}_{tol:g}"] = {
-                **result.to_dict(), "wall_per_hvp_over_bare": result.wall_time_s / result.n_hvps / bare_hvp_s
-            }
+    gradient_s = median_seconds(lambda: torch.autograd.grad(operator.chunk_loss(leaf, x, y), leaf), device, repeats)
+    cell = {"depth": depth, "width": width, "n_params": operator.n_params, "subset": x.shape[0],
+            "graph_kept": operator.graph_kept, "setup_s": setup_s, "hvp_ms": 1e3 * hvp_s,
+            "gradient_ms": 1e3 * gradient_s, "hvp_over_gradient": hvp_s / gradient_s, "lanczos": []}  # fmt: skip
+    effective = PreconditionedOperator(operator, flat_lr_multipliers(spec, dtype=x.dtype, device=device))
+    for name, op in (("lambda_1", operator), ("lambda_1_eff", effective)):
+        for tol in tols:
+            result = top_hessian_eigenvalue(op, "lanczos", tol=tol)
+            cell["lanczos"].append({"of": name, "tol": tol, **result.to_dict()})
+    # Overhead: a fixed number of Lanczos steps (tol unreachable, so it runs them all, plus one residual product).
+    fixed = top_hessian_eigenvalue(operator, "lanczos", tol=1e-300, max_iter=overhead_steps, float64_fallback=False)
+    cell["overhead"] = {"products": fixed.n_products, "wall_s": fixed.wall_time_s,
+                        "per_product_over_bare_hvp": fixed.wall_time_s / fixed.n_products / hvp_s}  # fmt: skip
     return cell
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def print_table(cells: list[dict]) -> None:
-    header = f"{'d':>3} {'w':>5} {'P':>9} {'HVP ms':>8} {'HVP/grad':>8}"
-    for method in ("lanczos", "power"):
-        for tol in TOLERANCES:
-            header += f" | {method[:3]} {tol:g}: {'hvps':>5} {'s':>7} {'x bare':>6}"
-    print(header)
+    print(f"{'d':>3} {'w':>5} {'params':>9} {'HVP ms':>8} {'grad ms':>8} {'HVP/grad':>8} {'overhead':>8}  "
+          "Lanczos to tol: of, tol -> HVPs, s, precision (* not converged)")  # fmt: skip
     for c in cells:
-        row = f"{c['depth']:>3} {c['width']:>5} {c['n_params']:>9} {1e3 * c['bare_hvp_s']:>8.2f} {c['hvp_over_gradient']:>8.2f}"
-        for method in ("lanczos", "power"):
-            for tol in TOLERANCES:
-                r = c[f"{method}_{tol:g}"]
-                flag = "" if r["converged"] else "*"
-                row += f" | {'':>{len(method[:3]) + len(f'{tol:g}') + 2}} {r['n_hvps']:>4}{flag:1} {r['wall_time_s']:>7.3f} {r['wall_per_hvp_over_bare']:>6.2f}"
-        print(row)
-    print("* = not converged within the default max_iter (Lanczos 100, power 1000)")
+        runs = "; ".join(
+            f"{r['of'].removeprefix('lambda_1').lstrip('_') or 'H'} {r['tol']:g} -> {r['n_products']}"
+            f"{'' if r['converged'] else '*'}, {r['wall_time_s']:.3f}s, {r['dtype']}"
+            for r in c["lanczos"]
+        )
+        print(f"{c['depth']:>3} {c['width']:>5} {c['n_params']:>9} {c['hvp_ms']:>8.2f} {c['gradient_ms']:>8.2f} "
+              f"{c['hvp_over_gradient']:>8.2f} {c['overhead']['per_product_over_bare_hvp']:>8.2f}  {runs}")  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cells", nargs="+", default=list(DEFAULT_CELLS), metavar="DxW")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--subset", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls for the bare HVP and the gradient")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                        help="float32 HVPs floor the relative residual near 1e-6; float64 shows the solver alone")
-    parser.add_argument("--out", default="results.json")
-    args = parser.parse_args()
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--tol", dest="tols", type=float, nargs="+", default=[1e-5], help="Lanczos tolerances (true residual)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls of the bare HVP and the gradient")
+    parser.add_argument("--overhead-steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (pinned)")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on a GPU (default: plain fp32)")
+    parser.add_argument("--out", help="write the JSON report here")
+    args = parser.parse_args(argv)
 
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     device = torch.device(args.device)
-    x, y = load_training_data(args.dataset)
-    x, y = training_subset(x, y, args.subset, seed=0)
-    x, y = x.to(device=device, dtype=getattr(torch, args.dtype)), y.to(device)
-    n_classes = int(y.max().item()) + 1
+    x, y, n_classes = subset(args.dataset, args.subset, device, getattr(torch, args.dtype))
     cells = []
-    for depth in args.depths:
-        for width in args.widths:
-            cells.append(bench_cell(NetworkSpec(depth, width, x.shape[1], n_classes), x, y, device, args.repeats))
-            print(f"done d={depth} w={width}", flush=True)
+    for shape in args.cells:
+        depth, width = map(int, shape.lower().split("x"))
+        cells.append(bench_cell(depth, width, x, y, n_classes, tols=args.tols, repeats=args.repeats,
+                                overhead_steps=args.overhead_steps))  # fmt: skip
     print_table(cells)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    record = {"device": device_name, "torch": torch.__version__, "git_commit": git_commit(),
-              "dataset": args.dataset, "subset": args.subset, "dtype": args.dtype, "cells": cells}
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"wrote {args.out}")
+    report = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+              "commit": git_commit(), "threads": torch.get_num_threads(), "tf32": args.tf32, "dataset": args.dataset,
+              "subset": args.subset, "dtype": args.dtype, "cells": cells}  # fmt: skip
+    print(json.dumps({k: report[k] for k in ("device", "torch", "commit", "threads", "tf32")}))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

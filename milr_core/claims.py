@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from milr_core import tables
+from milr_core import sharpness_tables, tables
 from milr_core.config import CATAPULT_WINDOW
 from milr_core.experiments import run_experiment
 from milr_core.fit import REGIME_RULE
@@ -227,13 +227,13 @@ LATE = Rule(
 
 
 def late_claim(late: pd.DataFrame) -> Claim:
-    contrast = tables.late_contrast(late)
+    contrast = sharpness_tables.late_contrast(late)
     if contrast.empty:
         return LATE.unmeasured("no late search with the sharpness at both ends")
     sharpness = "effective" if (contrast["sharpness"] == "effective").any() else "raw"
     contrast = contrast[contrast["sharpness"] == sharpness]
-    ratios = tables.late_ratio_table(late).set_index(["dataset", "pretrain_steps"])
-    init_label, late_label = (tables.RELATIONS[key][0] for key in ("init", "late"))
+    ratios = sharpness_tables.late_ratio_table(late).set_index(["dataset", "pretrain_steps"])
+    init_label, late_label = (sharpness_tables.RELATIONS[key][0] for key in ("init", "late"))
     keys, details, checks = [], [], []
     for (name, steps), rows in contrast.groupby(["dataset", "pretrain_steps"], sort=False):
         rows = rows.set_index("relation")
@@ -273,7 +273,7 @@ SHARP = Rule(
 
 
 def sharpness_claim(eta: pd.DataFrame, sharp: pd.DataFrame) -> Claim:
-    relation = tables.sharpness_relation(tables.join_sharpness(eta, sharp))
+    relation = sharpness_tables.sharpness_relation(sharpness_tables.join_sharpness(eta, sharp))
     relation = relation[relation["Spearman"].notna()]
     if relation.empty:
         return SHARP.unmeasured("no dataset with three networks that have eta* and lambda_1")
@@ -294,7 +294,7 @@ BOUNDS = Rule(
     "(d) bounds on lambda_1 in terms of depth x width",
     '"formally prove bounds for lambda_1 in terms of depth x width"',
     "our bounds (chapter 8, not the paper's theorem): lower <= lambda_1(GGN) <= upper per network, to a relative "
-    f"slack of {tables.BOUNDS_RTOL:g}; supported if they hold in every network",
+    f"slack of {sharpness_tables.BOUNDS_RTOL:g}; supported if they hold in every network",
     "08_theory",
     ("sharpness",),
 )
@@ -302,7 +302,7 @@ BOUNDS = Rule(
 
 def bounds_claim(sharp: pd.DataFrame) -> Claim:
     try:
-        summary = tables.bounds_summary(sharp)
+        summary = sharpness_tables.bounds_summary(sharp)
     except ValueError as error:
         return BOUNDS.unmeasured(str(error))
     if summary.empty:
@@ -359,7 +359,7 @@ CATAPULT = Rule(
 
 
 def catapult_claim(frame: pd.DataFrame) -> Claim:
-    table = tables.catapult_table(frame)
+    table = sharpness_tables.catapult_table(frame)
     measured = int(table["with eta*"].sum()) if len(table) else 0
     if measured == 0:
         return CATAPULT.unmeasured("no network with eta* and lambda_1")

@@ -96,7 +96,7 @@ def run_experiment(
             raise ValueError(f"no cell of experiment {name!r} ({profile}) matches {part}")
     compute = computes_missing(profile, compute)
     store = committed_store(profile)
-    frames = [run_sweep(grid, store, run=run, executor=executor, compute=compute) for grid in grids]
+    frames = [run_sweep(grid, store, run=run, executor=executor, compute=compute, progress=run.progress) for grid in grids]
     frame = pd.concat([f for f in frames if len(f)] or frames, ignore_index=True)
     if frame.empty:
         raise LookupError(

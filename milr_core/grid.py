@@ -3,7 +3,7 @@
 A grid::
 
     name: mnist_eta_star      # labels the records; default: the file's stem, or "sweep"
-    kind: eta_star            # eta_star | sharpness | late_lr | catapult | trajectory (sweep.KINDS)
+    kind: eta_star            # eta_star | search_trace | sharpness | late_lr | catapult | trajectory
     datasets: [mnist]         # names in config.DATASETS
     dataset_options:          # optional, per dataset, what changes the data (images: val_size, split_seed,
       mnist: {preprocessing: per_feature}   # preprocessing; gaussians: dim, separation, seed, n_*_per_class)
@@ -45,12 +45,13 @@ DATA_LOCATION = ("root", "download", "cache_dir")  # load_dataset arguments that
 # What each kind reads besides the network (sweep.KINDS registers the runners; this is its schema).
 KIND_SECTIONS = {
     "eta_star": ("train", "search"),
+    "search_trace": ("train", "search"),  # eta*, with every probe's accuracy and loss curves kept
     "sharpness": ("sharpness",),
     "late_lr": ("train", "search", "late", "sharpness"),
     "catapult": ("train", "search", "sharpness"),
     "trajectory": ("sharpness", "trajectory"),
 }
-TRAINED = ("eta_star", "late_lr", "catapult")  # the kinds with a threshold
+TRAINED = ("eta_star", "search_trace", "late_lr", "catapult")  # the kinds with a threshold
 TOP_KEYS: dict[str, object] = {
     "name": str, "kind": str, "datasets": list[str], "dataset_options": dict, "data": dict,
     "depths": list[int], "widths": list[int], "seeds": list[int], "threshold": float | None, "dtype": str,

@@ -61,9 +61,9 @@ class ProbeOutcome:
     def final_accuracy(self) -> float:
         return self.accuracy[-1][1] if self.accuracy else float("nan")
 
-    def to_dict(self) -> dict:
-        """The probe's record for ledgers and result stores: how it ended, not its curves."""
-        return {
+    def to_dict(self, curves: bool = False) -> dict:
+        """The probe's record for ledgers and result stores: how it ended (and, if asked, its curves)."""
+        record = {
             "lr": self.lr,
             "seed": self.seed,
             "outcome": self.outcome,
@@ -71,6 +71,7 @@ class ProbeOutcome:
             "final_accuracy": self.final_accuracy if self.accuracy else None,
             "final_loss": self.loss[-1][1] if self.loss else None,
         }
+        return record | ({"accuracy": self.accuracy, "loss": self.loss} if curves else {})
 
 
 def check_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:

@@ -120,9 +120,10 @@ class SeedSearch:
             "speculative_steps": sum(o.steps for o in self.speculative),
         }
 
-    def ledger_records(self) -> list[dict]:
-        path = [{"round": r, **o.to_dict()} for r, o in self.ledger]
-        return path + [{"round": None, "above": True, **o.to_dict()} for o in self.above]
+    def ledger_records(self, curves: bool = False) -> list[dict]:
+        """One dict per probe on the path (with its round), then the ``probe_above`` probes; curves if asked."""
+        path = [{"round": r, **o.to_dict(curves)} for r, o in self.ledger]
+        return path + [{"round": None, "above": True, **o.to_dict(curves)} for o in self.above]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -132,7 +132,12 @@ def verified(record: dict, name: str) -> dict:
 
 @cache
 def git_commit() -> str:
-    """HEAD of the repository this package lives in, "+dirty" if tracked files changed; "unknown" outside git."""
+    """HEAD of the repository this package lives in, "+dirty" if tracked files changed; "unknown" outside git.
+
+    ``$MILR_GIT_COMMIT`` overrides it, for a copy of the checkout without its ``.git`` (the device session).
+    """
+    if os.environ.get("MILR_GIT_COMMIT"):
+        return os.environ["MILR_GIT_COMMIT"]
     repo = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)

@@ -70,6 +70,17 @@ def run_eta_star(job: Job) -> list[tuple[dict, list[dict]]]:
     return [(s.record(), s.ledger_records()) for s in map(result.seed_result, job.seeds)]
 
 
+def run_search_trace(job: Job) -> list[tuple[dict, list[dict]]]:
+    """One eta* search whose ledger keeps every probe's curves (chapter 1 draws them from the store)."""
+    from milr_core.search import find_eta_star
+
+    result = find_eta_star(
+        job.dataset, job.net, job.sections["train"], job.sections["search"], threshold=job.threshold, seeds=job.seeds,
+        speculation=job.speculation, device=job.device, dtype=job.dtype, full_validation=True,
+    )  # fmt: skip
+    return [(s.record(), s.ledger_records(curves=True)) for s in map(result.seed_result, job.seeds)]
+
+
 def run_sharpness(job: Job) -> list[tuple[dict, list[dict]]]:
     from milr_core.sharpness import sharpness_at_init
 
@@ -108,6 +119,7 @@ def run_trajectory(job: Job) -> list[tuple[dict, list[dict]]]:
 
 KINDS: dict[str, Callable[[Job], list[tuple[dict, list[dict]]]]] = {
     "eta_star": run_eta_star,
+    "search_trace": run_search_trace,
     "sharpness": run_sharpness,
     "late_lr": run_late,
     "catapult": run_catapult,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from milr_core import cli, data, probe, reproduce, search, sharpness, store, sweep
+from milr_core import cli, data, datafiles, probe, reproduce, search, sharpness, store, sweep
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ETA = ["eta-star", "--dataset", "gaussians", "--depth", "2", "--width", "8", "--threads", "1"]
@@ -128,7 +128,7 @@ CASES = {
     "sweep store is a file": (["sweep", "{tmp}/grid.yaml", "--store", "{tmp}/grid.yaml"], grid(), "is a file"),
     "sweep workers 0": (*sweep_case(grid(), "--workers", "0"), "workers must be an integer >= 1"),
     # experiment
-    "experiment unknown": (["experiment", "power_lw"], "unknown experiment 'power_lw'; known: catapult"),
+    "experiment unknown": (["experiment", "power_lw"], "unknown experiment 'power_lw'; known: algorithm, catapult"),
     "experiment part matches no cell": (["experiment", "power_law", "--widths", "3"], "no cell of experiment 'power_law'"),
     "experiment unknown variant": (["experiment", "sensitivity", "--variants", "nope"], "no cell of experiment"),
     "experiment bad profile": (["experiment", "power_law", "--profile", "huge"], "unknown profile 'huge'; known: smoke"),
@@ -202,7 +202,7 @@ def test_the_table_is_large():
 def mnist_files(folder: Path, content: bytes, suffix: str = "") -> Path:
     raw = folder / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in data.IDX_FILES["mnist"]:
+    for name in datafiles.IDX_FILES["mnist"]:
         (raw / f"{name}{suffix}").write_bytes(content)
     return raw
 

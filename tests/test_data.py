@@ -1,5 +1,6 @@
-"""milr_core.data: real datasets from MILR_DATA (skipped without it), options, identity and the manifest, errors,
-the decoded-array cache, downloads, the Gaussian task. Small synthetic IDX files stand in for MNIST where they can."""
+"""milr_core.data and milr_core.datafiles: real datasets from MILR_DATA (skipped without it), options, identity and
+the manifest, errors, the decoded-array cache, downloads, the Gaussian task. Small synthetic IDX files stand in for
+MNIST where they can."""
 
 import gzip
 import hashlib
@@ -17,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from milr_core import data
+from milr_core import data, datafiles
 from milr_core.data import (
     ChecksumError,
     DataOptionError,
@@ -74,7 +75,7 @@ def fake_mnist(root: Path, monkeypatch, images: np.ndarray, labels: np.ndarray) 
         packed = gzip.compress(raw, mtime=0)
         (folder / f"{name}.gz").write_bytes(packed)
         digests[name] = (hashlib.md5(packed).hexdigest(), hashlib.sha256(raw).hexdigest())
-    monkeypatch.setitem(data.IDX_FILES, "mnist", digests)
+    monkeypatch.setitem(datafiles.IDX_FILES, "mnist", digests)
     return folder
 
 
@@ -155,7 +156,7 @@ def test_cifar10_second_load_hits_decoded_cache(cifar, session_cache, monkeypatc
 
 
 def test_fashion_mnist_from_debian(monkeypatch):
-    if not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+    if not (datafiles.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
     d = load_dataset("fashion_mnist")
     check_image_dataset(d, 55000, 5000, 784, 1)
@@ -196,7 +197,7 @@ def test_check_options_fills_defaults_without_touching_the_disk(monkeypatch):
     ],
 )  # fmt: skip
 def test_bad_options_one_line(name, options, error, message, monkeypatch):
-    monkeypatch.setattr(data, "_locate", lambda *a: pytest.fail("looked for files"))
+    monkeypatch.setattr(datafiles, "locate", lambda *a: pytest.fail("looked for files"))
     for call in (lambda: check_options(name, options), lambda: load_dataset(name, **options)):
         with pytest.raises(error) as raised:
             call()
@@ -205,7 +206,7 @@ def test_bad_options_one_line(name, options, error, message, monkeypatch):
 
 @pytest.mark.parametrize("val_size", [0, -1, 60000, 2.5, True])
 def test_bad_val_size_before_anything_loads(val_size, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_locate", lambda *a: pytest.fail("looked for files"))
+    monkeypatch.setattr(datafiles, "locate", lambda *a: pytest.fail("looked for files"))
     with pytest.raises(DataOptionError, match=r"val_size must be an integer in \[1, 59999\]"):
         load_dataset("mnist", val_size=val_size)
 
@@ -265,8 +266,8 @@ def test_preprocessing_changes_fingerprint_and_identity(small_mnist):
 
 
 def test_manifest_identity_without_any_data(tmp_path, monkeypatch):
-    for name in ("_locate", "_decoded", "load_dataset"):
-        monkeypatch.setattr(data, name, lambda *a, **k: pytest.fail("loaded data"))
+    for module, name in ((datafiles, "locate"), (datafiles, "decoded"), (data, "load_dataset")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("loaded data"))
     assert not (tmp_path / "cache").exists()
     mnist = manifest_identity("mnist", {})
     assert mnist["options"] == {"val_size": 5000, "split_seed": 0, "preprocessing": "global"} and mnist["format"] == "idx"
@@ -307,7 +308,7 @@ def test_write_manifest_merges_and_is_stable(small_mnist, tmp_path, monkeypatch)
 @pytest.mark.parametrize("key", sorted(MANIFEST_ENTRIES))
 def test_manifest_entry_reproduced_by_loading(key, session_cache, monkeypatch, request):
     entry = MANIFEST_ENTRIES[key]
-    if entry["dataset"] == "fashion_mnist" and not (data.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+    if entry["dataset"] == "fashion_mnist" and not (datafiles.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
     if entry["dataset"] == "cifar10":
         request.getfixturevalue("cifar")  # its first load is the one that decodes
@@ -322,13 +323,13 @@ def test_manifest_entry_reproduced_by_loading(key, session_cache, monkeypatch, r
 
 def test_missing_data_lists_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("MILR_DATA", str(tmp_path / "nowhere"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(datafiles, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     with pytest.raises(DatasetNotFoundError) as error:
         load_dataset("fashion_mnist", cache_dir=tmp_path / "c")
     message = str(error.value)
     order = ["MILR_DATA:", str(tmp_path / "nowhere" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"),
              "cache:", "debian:", str(tmp_path / "no-debian"), "download into", "not allowed",
-             "$MILR_DATA/FashionMNIST/raw/", data.URLS["fashion_mnist"], "apt-get install dataset-fashion-mnist"]  # fmt: skip
+             "$MILR_DATA/FashionMNIST/raw/", datafiles.URLS["fashion_mnist"], "apt-get install dataset-fashion-mnist"]  # fmt: skip
     positions = [message.index(s) for s in order]
     assert positions == sorted(positions) and "\n" not in message
     assert "set MILR_DATA" in message and "allow downloads" in message
@@ -338,7 +339,7 @@ def test_missing_data_lists_every_place(tmp_path, monkeypatch):
     message = str(error.value)
     assert message.startswith("mnist not found; looked, in order: root: none given and MILR_DATA not set; cache:")
     assert "put train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz] in $MILR_DATA/MNIST/raw/" in message
-    assert data.URLS["mnist"] in message and "apt-get" not in message and "\n" not in message
+    assert datafiles.URLS["mnist"] in message and "apt-get" not in message and "\n" not in message
     with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py.*cifar10-jpeg.tar.gz.*cs.toronto.edu"):
         load_dataset("cifar10", root=tmp_path / "nowhere")
 
@@ -349,7 +350,7 @@ def test_flipped_byte_is_a_checksum_error(small_mnist):
     raw = bytearray(gzip.decompress(path.read_bytes()))
     raw[20] ^= 1
     path.write_bytes(gzip.compress(bytes(raw)))
-    expected = data.IDX_FILES["mnist"]["train-labels-idx1-ubyte"][1]
+    expected = datafiles.IDX_FILES["mnist"]["train-labels-idx1-ubyte"][1]
     with pytest.raises(ChecksumError) as error:
         load_dataset("mnist", root=root, val_size=10)
     message = str(error.value)
@@ -380,15 +381,15 @@ def test_truncated_archives_are_checksum_errors(tmp_path, monkeypatch):
     fake_cifar_batches(tmp_path / "cifar-10-batches-py", monkeypatch)
     (tmp_path / "train" / "cat").mkdir(parents=True)
     Image.new("RGB", (32, 32)).save(tmp_path / "train" / "cat" / "0001.jpg")
-    archives = [("python", data.CIFAR_TGZ, "cifar-10-batches-py", "CIFAR_TGZ_MD5", "md5"),
-                ("mirror", data.CIFAR_JPEG, "train", "CIFAR_JPEG_SHA256", "sha256")]  # fmt: skip
+    archives = [("python", datafiles.CIFAR_TGZ, "cifar-10-batches-py", "CIFAR_TGZ_MD5", "md5"),
+                ("mirror", datafiles.CIFAR_JPEG, "train", "CIFAR_JPEG_SHA256", "sha256")]  # fmt: skip
     for root, name, folder, digest, algorithm in archives:
         archive = tmp_path / root / name
         archive.parent.mkdir(parents=True)
         with tarfile.open(archive, "w:gz") as tar:
             tar.add(tmp_path / folder, arcname=folder)
         archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-        monkeypatch.setattr(data, digest, hashlib.new(algorithm, archive.read_bytes()).hexdigest())
+        monkeypatch.setattr(datafiles, digest, hashlib.new(algorithm, archive.read_bytes()).hexdigest())
         with pytest.raises(ChecksumError) as error:
             load_dataset("cifar10", root=tmp_path / root, val_size=10)
         assert str(error.value).startswith(f"{archive}: corrupt or truncated (") and "\n" not in str(error.value)
@@ -431,10 +432,10 @@ def served(tmp_path, monkeypatch):
         pytest.skip("set MILR_DATA to a data root holding MNIST/raw")
     server = tmp_path / "server"
     shutil.copytree(MNIST_RAW, server)
-    monkeypatch.setitem(data.URLS, "mnist", server.as_uri() + "/")
+    monkeypatch.setitem(datafiles.URLS, "mnist", server.as_uri() + "/")
     files = {name: (hashlib.md5((server / f"{name}.gz").read_bytes()).hexdigest(), sha)
-             for name, (_, sha) in data.IDX_FILES["mnist"].items()}  # fmt: skip
-    monkeypatch.setitem(data.IDX_FILES, "mnist", files)
+             for name, (_, sha) in datafiles.IDX_FILES["mnist"].items()}  # fmt: skip
+    monkeypatch.setitem(datafiles.IDX_FILES, "mnist", files)
     return server
 
 
@@ -448,7 +449,7 @@ def test_download_verifies_and_lands_in_cache(served, tmp_path):
 
 
 def test_download_with_bad_md5_leaves_nothing(served, tmp_path, monkeypatch):
-    monkeypatch.setitem(data.IDX_FILES["mnist"], "train-images-idx3-ubyte", ("0" * 32, "unused"))
+    monkeypatch.setitem(datafiles.IDX_FILES["mnist"], "train-images-idx3-ubyte", ("0" * 32, "unused"))
     cache = tmp_path / "dl-cache"
     with pytest.raises(ChecksumError, match="train-images-idx3-ubyte.gz: MD5 [0-9a-f]{32}, expected 0000"):
         load_dataset("mnist", cache_dir=cache, download=True)
@@ -457,7 +458,7 @@ def test_download_with_bad_md5_leaves_nothing(served, tmp_path, monkeypatch):
 
 
 def test_download_failure_is_listed(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.URLS, "mnist", (tmp_path / "empty").as_uri() + "/")
+    monkeypatch.setitem(datafiles.URLS, "mnist", (tmp_path / "empty").as_uri() + "/")
     with pytest.raises(DatasetNotFoundError, match="download into .*: failed"):
         load_dataset("mnist", cache_dir=tmp_path / "c", download=True)
 
@@ -470,23 +471,23 @@ def fake_cifar_batches(folder: Path, monkeypatch, payload=None) -> None:
     folder.mkdir(parents=True)
     rng = np.random.RandomState(0)
     md5s = {}
-    for name in data.CIFAR_BATCH_MD5:
+    for name in datafiles.CIFAR_BATCH_MD5:
         batch = payload or {"data": rng.randint(0, 256, (20, 3072), dtype=np.uint8), "labels": [int(v) for v in rng.randint(0, 10, 20)]}
         blob = pickle.dumps(batch)
         (folder / name).write_bytes(blob)
         md5s[name] = hashlib.md5(blob).hexdigest()
-    monkeypatch.setattr(data, "CIFAR_BATCH_MD5", md5s)
+    monkeypatch.setattr(datafiles, "CIFAR_BATCH_MD5", md5s)
 
 
 def test_cifar_python_batches_and_archive(tmp_path, monkeypatch):
     fake_cifar_batches(tmp_path / "root" / "cifar-10-batches-py", monkeypatch)
     d = load_dataset("cifar10", root=tmp_path / "root", val_size=10)
     assert d.x_train.shape == (90, 3072) and d.meta["format"] == "cifar-python" and d.meta["lossy"] is False
-    archive = tmp_path / "root2" / data.CIFAR_TGZ
+    archive = tmp_path / "root2" / datafiles.CIFAR_TGZ
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "root" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    monkeypatch.setattr(data, "CIFAR_TGZ_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(datafiles, "CIFAR_TGZ_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
     from_archive = load_dataset("cifar10", root=tmp_path / "root2", val_size=10)
     assert from_archive.meta["fingerprint"] == d.meta["fingerprint"] and torch.equal(from_archive.x_val, d.x_val)
 

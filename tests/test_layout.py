@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
 # Pipeline stages, upstream first: a module may import its own stage and those above it, never one below.
 STAGES = [
     {"config", "network"},  # what is computed: settings and networks, no torch
-    {"model", "data"},  # networks as tensors, datasets
+    {"model", "datafiles", "data"},  # networks as tensors, dataset files, datasets
     {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
     {"search", "sharpness"},  # Algorithm 1, the sharpness protocol
     {"late", "catapult"},  # protocols built on both
@@ -15,7 +15,8 @@ STAGES = [
     {"sweep"},  # cells, kinds, executors
     {"experiments"},  # the book's grids per profile
     {"fit"},  # power-law fits
-    {"tables", "predict"},  # every tidy summary and verdict rule
+    {"tables", "predict"},  # every tidy summary of eta*
+    {"sharpness_tables"},  # and of the sharpness
     {"claims"},  # the claims table, read off the tables
     {"style", "plot", "landing"},  # drawing
     {"reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session

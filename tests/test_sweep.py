@@ -235,3 +235,14 @@ def test_every_kind_runs_through_the_registry(tmp_path):
         frame = sweep.run_sweep(base | {"kind": kind, "name": kind} | sections, tmp_path, run=CPU, progress=False)
         assert len(frame) == 1 and frame["kind"].iloc[0] == kind
     assert len(ResultStore(tmp_path).records()) == 4
+
+
+def test_a_search_trace_keeps_every_probes_curves(tmp_path):
+    trace = {k: v for k, v in GRID.items()} | {"kind": "search_trace", "name": "trace", "depths": [1], "seeds": [0]}
+    frame = sweep.run_sweep(trace, tmp_path, run=CPU, progress=False)
+    (record,) = ResultStore(tmp_path).records()
+    assert frame["status"].iloc[0] == "converged"
+    for probe in record["ledger"]:
+        assert probe["loss"] and probe["loss"][-1][1] == probe["final_loss"]
+        if probe["outcome"] != "diverged":  # every check counted in full, the first one included
+            assert [step for step, _ in probe["accuracy"]] == [step for step, _ in probe["loss"]]

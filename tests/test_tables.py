@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_fit import DEPTHS, WIDTHS, planted
 
-from milr_core import tables
+from milr_core import sharpness_tables, tables
 from milr_core.fit import MAX_DEPTH_OVER_WIDTH, MIN_DEPTH, SWEEP_CUTOFFS, SWEEP_MIN_DEPTHS
 
 
@@ -126,14 +126,14 @@ def sharpness_frame(eta: pd.DataFrame) -> pd.DataFrame:
 
 def test_eta_star_against_raw_and_effective_sharpness():
     eta = as_store(planted(-0.7, -0.7, seed_noise=0.1))
-    joined = tables.join_sharpness(eta, sharpness_frame(eta))
+    joined = sharpness_tables.join_sharpness(eta, sharpness_frame(eta))
     assert len(joined) == len(eta) and np.allclose(joined["eta_lambda_eff"], 2.0) and np.allclose(joined["two_over_lambda_eff"], joined["eta_star"])
-    table = tables.sharpness_relation(joined)
+    table = sharpness_tables.sharpness_relation(joined)
     assert list(table["sharpness"]) == ["raw", "effective"]
     effective, raw = table.iloc[1], table.iloc[0]
     assert effective["sd of ln product"] == pytest.approx(0, abs=1e-12) and effective["slope (log-log)"] == pytest.approx(-1)
     assert effective["closest to constant"] and not raw["closest to constant"] and raw["max / min"] > 2
-    only_raw = tables.sharpness_relation(joined.drop(columns=["lambda_1_eff"]))
+    only_raw = sharpness_tables.sharpness_relation(joined.drop(columns=["lambda_1_eff"]))
     assert len(only_raw) == 1 and pd.isna(only_raw["closest to constant"].iloc[0])
 
 
@@ -157,16 +157,16 @@ def late_frame(late_noise: float = 0.05, steps: tuple[int, ...] = (1000, 4000)) 
 
 def test_late_contrast_sets_the_two_relations_side_by_side():
     late = late_frame()
-    networks = tables.late_networks(late)
+    networks = sharpness_tables.late_networks(late)
     assert np.allclose(networks["late_lambda_1_eff"], 2, rtol=0.3) and {"init_lambda_1", "late_lambda_1"} <= set(networks)
-    contrast = tables.late_contrast(late)
+    contrast = sharpness_tables.late_contrast(late)
     assert len(contrast) == 2 * 2 * 2  # pretraining lengths x relations x sharpnesses
-    init = contrast[contrast["relation"] == tables.RELATIONS["init"][0]]
-    later = contrast[contrast["relation"] == tables.RELATIONS["late"][0]]
+    init = contrast[contrast["relation"] == sharpness_tables.RELATIONS["init"][0]]
+    later = contrast[contrast["relation"] == sharpness_tables.RELATIONS["late"][0]]
     assert np.allclose(init["exponent in d*w"], -0.4, atol=0.05) and (init["exponent high"] < 0).all()
     assert ((later["exponent low"] <= 0) & (later["exponent high"] >= 0)).all()
     assert np.allclose(later["product median"], 2, rtol=0.1)
-    ratios = tables.late_ratio_table(late)
+    ratios = sharpness_tables.late_ratio_table(late)
     assert list(ratios["pretrain_steps"]) == [1000, 4000] and (ratios["pretraining below t"] == 0).all()
 
 
@@ -177,7 +177,7 @@ def test_lanczos_table():
         frame[f"{field}_residual"], frame[f"{field}_n_products"] = 1e-6, 40
         frame[f"{field}_dtype"] = ["float32"] * 5 + ["float64"]
     frame["lambda_1_eff"] = frame["lambda_1"]
-    table = tables.lanczos_table(frame.assign(**{"sharpness.tol": 1e-5}))
+    table = sharpness_tables.lanczos_table(frame.assign(**{"sharpness.tol": 1e-5}))
     assert list(table["eigenvalue"]) == ["lambda_1", "lambda_1_eff"]
     assert table["converged"].tolist() == pytest.approx([5 / 6] * 2) and (table["dtypes"] == "float32, float64").all()
 
@@ -187,20 +187,20 @@ def test_bounds_check_and_summary():
     frame = frame.assign(lambda_1_ggn=frame["lambda_1"], lower_bound=frame["lambda_1"] / 2,
                          ggn_upper_bound=frame["lambda_1"] * 3, ntk_trace=frame["lambda_1"] * 8,
                          expected_upper_bound=frame["lambda_1"] * 4)  # fmt: skip
-    frame.loc[0, "lower_bound"] = frame.loc[0, "lambda_1_ggn"] * (1 + 2 * tables.BOUNDS_RTOL)  # one violation
-    frame.loc[1, "lower_bound"] = frame.loc[1, "lambda_1_ggn"] * (1 + tables.BOUNDS_RTOL / 2)  # within the slack
-    check = tables.bounds_check(frame)
+    frame.loc[0, "lower_bound"] = frame.loc[0, "lambda_1_ggn"] * (1 + 2 * sharpness_tables.BOUNDS_RTOL)  # one violation
+    frame.loc[1, "lower_bound"] = frame.loc[1, "lambda_1_ggn"] * (1 + sharpness_tables.BOUNDS_RTOL / 2)  # within the slack
+    check = sharpness_tables.bounds_check(frame)
     assert check["sandwich"].tolist() == [False] + [True] * 5 and np.allclose(check["trace_over_expected"], 1)
-    summary = tables.bounds_summary(frame).iloc[0]
+    summary = sharpness_tables.bounds_summary(frame).iloc[0]
     assert summary["networks"] == 6 and summary["sandwich holds"] == 5 and summary["upper / lambda_1(G) median"] == 3
     with pytest.raises(ValueError, match="bounds: true"):
-        tables.bounds_check(frame.drop(columns="ntk_trace"))
+        sharpness_tables.bounds_check(frame.drop(columns="ntk_trace"))
 
 
 def test_catapult_table_counts_the_stored_regimes():
     frame = pd.DataFrame({"dataset": "mnist", "eta_lambda_eff": [1.0, 3.0, 3.5, 9.0, np.nan],
                           "regime": ["stable", "catapult", "catapult", "divergent", None]})  # fmt: skip
-    row = tables.catapult_table(frame).iloc[0]
+    row = sharpness_tables.catapult_table(frame).iloc[0]
     assert (row["networks"], row["with eta*"], row["stable"], row["catapult"], row["divergent"]) == (5, 4, 1, 2, 1)
     assert row["inside window"] == 0.5 and row["eta* lambda_1_eff max"] == 9.0
 
