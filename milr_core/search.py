@@ -7,8 +7,11 @@ order at every m) by constant-LR SGD and succeeds when its validation accuracy r
 
 1. The bracket [lo, hi] starts at ``lr_bounds``. Bisection: probe the geometric midpoint m = sqrt(lo hi);
    success sets lo = m, failure sets hi = m; repeat while hi / lo > 1 + rtol. eta* = lo.
-2. Algorithm 1 never probes the ends of its bracket. When bisection stops with lo still an unprobed
-   end, lo is probed; when hi is still an unprobed end, hi is probed (in that order).
+2. Algorithm 1 never probes the ends of its bracket, but it presumes that lo trains. When bisection stops
+   with lo still an unprobed end, lo is probed; when hi is still an unprobed end, hi is probed (in that
+   order). A midpoint that runs out of budget (trains too slowly, or is wrecked without diverging) before
+   any success has the low end probed at once, rather than bisecting down towards it: if lo trains,
+   bisection goes on exactly as Algorithm 1 would; if it does not, step 4 applies.
 3. Widening. If the top end succeeds, the bracket did not reach the edge: it becomes [hi, hi r]
    (r = the initial ratio hi / lo) and bisection resumes. If the bottom end diverges, the bracket becomes
    [lo / r, lo]. At most ``max_widenings`` times; then the status is ``no_failure`` (eta* >= hi: censored
@@ -146,6 +149,9 @@ def observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, rou
             search.lo, search.lo_probed = outcome.lr, True
         else:
             search.hi, search.hi_probed = outcome.lr, True
+            if outcome.outcome == "budget" and not search.lo_probed:  # too slow, or wrecked: is lo trainable?
+                search.phase = "check_lo"
+                return
     elif search.phase == "check_lo":
         if success:
             search.lo_probed = True

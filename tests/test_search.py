@@ -225,3 +225,15 @@ def test_search_identity_names_the_estimand_not_how_it_ran():
     assert SearchConfig(lr_bounds=[0.01, 1]).lr_bounds == (0.01, 1.0)
     assert "lrs_per_round" not in SearchConfig().identity()
     assert "lrs_per_round" in SearchConfig(method="ksection").identity()
+
+
+def test_a_too_slow_midpoint_before_any_success_checks_the_low_end_at_once():
+    # Below 0.5 the network trains too slowly for the budget; the window is [0.5, 2]. The first midpoint (0.1)
+    # runs out of budget, so the low end (1e-3) is probed next instead of bisecting down through [1e-3, 0.1].
+    prober = oracle({0: 2.0}, too_slow_below=0.5)
+    searches, _ = search_edges(prober, [0], SearchConfig(lr_bounds=(1e-3, 10.0), rtol=0.05))
+    s = searches[0]
+    probed = [o.lr for _, o in s.ledger]
+    assert probed[:2] == [pytest.approx(0.1), 1e-3] and s.fallback
+    assert s.status == "converged" and s.lo <= 2.0 < s.hi
+    assert not [lr for lr in probed if 1e-3 < lr < 0.1]  # no wasted probes below the first midpoint
