@@ -37,7 +37,7 @@ from milr_core.config import SearchConfig, TrainConfig  # noqa: E402
 from milr_core.network import NetworkSpec  # noqa: E402
 from milr_core.search import EtaStarResult, find_eta_star  # noqa: E402
 from milr_core.store import device_name, git_commit  # noqa: E402
-from milr_core.sweep import speculation_for  # noqa: E402
+from milr_core.sweep import set_precision, speculation_for  # noqa: E402
 
 DEFAULT_CELLS = ("gaussians:2x64", "mnist:2x128:300")
 BOUNDS, RTOL, KSECTION_K = (1e-3, 10.0), 0.05, 8
@@ -47,13 +47,6 @@ GOAL = 0.45  # issue 15: Algorithm 1 at <= 0.45x the k-section's replica-steps
 def synchronize(device: str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def set_precision(device: str, tf32: bool) -> None:
-    """fp32 by default: TF32 matmuls only when asked (recorded in every report)."""
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
 
 def environment(device: str, tf32: bool = False) -> dict:
@@ -241,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = ["ksection", "bisection"] if args.methods is None else args.methods
 
     torch.set_num_threads(args.threads)
-    set_precision(args.device, args.tf32)
+    set_precision(args.device, "tf32" if args.tf32 else "float32")
     report = {**environment(args.device, args.tf32), "bounds": list(BOUNDS), "rtol": RTOL, "compare": [], "throughput": []}
     datasets: dict = {}
     if "bisection" in methods or "ksection" in methods:

@@ -36,6 +36,7 @@ from milr_core.model import flat_lr_multipliers, init_params  # noqa: E402
 from milr_core.network import NetworkSpec  # noqa: E402
 from milr_core.sharpness import training_subset  # noqa: E402
 from milr_core.store import device_name, git_commit  # noqa: E402
+from milr_core.sweep import set_precision  # noqa: E402
 
 DEFAULT_CELLS = ("2x64", "4x256", "8x256")
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+    set_precision(args.device, "tf32" if args.tf32 else "float32")
     device = torch.device(args.device)
     x, y, n_classes = subset(args.dataset, args.subset, device, getattr(torch, args.dtype))
     cells = []

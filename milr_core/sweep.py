@@ -35,7 +35,7 @@ from pathlib import Path
 
 from milr_core import ENGINE_VERSION
 from milr_core.config import THRESHOLDS, RunOptions
-from milr_core.grid import KIND_SECTIONS, TRAINED, Grid, GridError, Variant, load_grid
+from milr_core.grid import KIND_SECTIONS, TRAINED, Grid, GridError, load_grid
 from milr_core.network import NetworkSpec
 from milr_core.store import ResultStore, content_hash, provenance
 
@@ -240,11 +240,13 @@ def resolve_device(device: str) -> str:
 
 
 def set_precision(device: str, dtype: str) -> None:
-    """TF32 matmuls only when the cell's dtype asks for them (fp32 otherwise, also on GPUs that default to TF32)."""
+    """TF32 matmuls only when the dtype asks for them (plain fp32 otherwise, also where a GPU defaults to TF32)."""
     import torch
 
+    tf32 = dtype == "tf32"
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
     if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
 
 
 def speculation_for(device: str, net: NetworkSpec, n_seeds: int, asked: int | None) -> int:

@@ -359,9 +359,10 @@ def session(args: argparse.Namespace) -> int:
 def setup_child(args: argparse.Namespace) -> None:
     import torch
 
+    from milr_core.sweep import set_precision
+
     torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
-    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
+    set_precision(args.device, "tf32" if args.tf32 else "float32")
     if args.commit and args.commit != "unknown":  # records name the commit even where the checkout has no .git
         os.environ["MILR_GIT_COMMIT"] = args.commit
     if args.device.startswith("cuda") and not torch.cuda.is_available():
