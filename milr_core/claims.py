@@ -253,7 +253,7 @@ def late_claim(late: pd.DataFrame) -> Claim:
                        f"{later['product median']:.2f} (range {later['product min']:.2f}-{later['product max']:.2f}); "
                        f"eta* x lambda_1(theta_0) median {start['product median']:.2f} (range "
                        f"{start['product min']:.2f}-{start['product max']:.2f}); late/eta* median "
-                       f"{ratio['ratio median']:.2f} ({ratio['networks']} networks)")  # fmt: skip
+                       f"{ratio['ratio median']:.2f} ({int(ratio['networks'])} networks)")  # fmt: skip
     return LATE.judged(verdict_of(checks), keys, details)
 
 

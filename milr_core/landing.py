@@ -41,6 +41,10 @@ KEY_NUMBER_CHARS = 60  # a key number without an interval is cut to its first cl
 
 # ASCII maths of the engine's strings -> Unicode, in order (the first ones are the most specific).
 UNICODE = [
+    (r"(?<![A-Za-z])lambda_T(?![A-Za-z])", "λ₁(θ_T)"),
+    (r"(?<![A-Za-z])lambda_0(?![A-Za-z])", "λ₁(θ₀)"),
+    (r"(?<![A-Za-z])theta_T(?![A-Za-z])", "θ_T"),
+    (r"(?<![A-Za-z])theta_0(?![A-Za-z])", "θ₀"),
     (r"(?<![A-Za-z])lambda_1\(GGN\)", "λ₁(GGN)"),
     (r"(?<![A-Za-z])lambda_1", "λ₁"),
     (r"(?<![A-Za-z])eta\*", "η*"),

@@ -76,17 +76,20 @@ def repository_url_for(notebooks_dir: str | Path) -> str | None:
 def sync_ipynb(source: Path, url: str | None = None) -> Path:
     """Write the inputs-only ``.ipynb`` paired with the MyST notebook ``source``; returns its path.
 
-    The cells' sources come from ``source``; the cell ids and metadata of an existing ``.ipynb`` are kept
-    for the cells that are still there (jupytext's pairing), its outputs are dropped. ``url``: the
+    The cells' sources and metadata (tags) come from ``source``; the cell ids of an existing ``.ipynb`` are
+    kept for the cells that are still there (jupytext's pairing), its outputs are dropped. ``url``: the
     repository URL the install cell installs from (default: the checkout's ``_config.yml``; None outside a
     checkout leaves the cell as written). The file is rewritten only when its content changes, so a sync
     of an unchanged pair leaves ``git status`` clean.
     """
     source = Path(source)
     target = source.with_suffix(".ipynb")
-    notebook = read_notebook(source)
+    text_notebook = read_notebook(source)
+    notebook = text_notebook
     if target.is_file():
-        notebook = combine_inputs_with_outputs(notebook, nbformat.read(target, as_version=4), fmt="md:myst")
+        notebook = combine_inputs_with_outputs(text_notebook, nbformat.read(target, as_version=4), fmt="md:myst")
+        for cell, written in zip(notebook.cells, text_notebook.cells):  # the .md's tags win over stale ones
+            cell.metadata = written.metadata
     clean_inputs(notebook)
     url = url or repository_url_for(source.parent)
     if url:

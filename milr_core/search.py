@@ -278,6 +278,26 @@ def replay(search: SeedSearch, outcomes: dict[float, ProbeOutcome], config: Sear
     search.speculative += [o for lr, o in outcomes.items() if lr not in used]
 
 
+def window_prober(windows: Sequence[tuple[float, float]]) -> Prober:
+    """A synthetic prober that trains nothing: a probe succeeds inside any of ``windows`` (learning-rate
+    intervals, holes allowed), runs out of budget below the first, and diverges elsewhere above it.
+
+    It shows (chapter 1) and tests what the search does with non-monotone outcomes.
+    """
+    lowest = min(lo for lo, _ in windows)
+
+    def prober(lrs: Sequence[float], seeds: Sequence[int]) -> list[ProbeOutcome]:
+        outcomes = []
+        for lr, seed in zip(lrs, seeds):
+            inside = any(lo <= lr <= hi for lo, hi in windows)
+            outcome = "success" if inside else "budget" if lr < lowest else "diverged"
+            accuracy = [(1, 0.95 if inside else 0.5 * lr / lowest)] if outcome != "diverged" else []
+            outcomes.append(ProbeOutcome(lr=float(lr), seed=int(seed), outcome=outcome, steps=1, accuracy=accuracy))
+        return outcomes
+
+    return prober
+
+
 def search_edges(
     prober: Prober,
     seeds: Sequence[int],

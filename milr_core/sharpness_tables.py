@@ -101,6 +101,13 @@ def spread(product: pd.Series) -> dict:
             "max / min": product.max() / product.min(), "sd of ln product": np.log(product).std(ddof=0)}  # fmt: skip
 
 
+def effective_ratio_table(joined: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) -> pd.DataFrame:
+    """lambda_1_eff / lambda_1 per network, its median per group and depth: one column per depth ("depth 4")."""
+    ratio = joined.assign(ratio=joined["lambda_1_eff"] / joined["lambda_1"])
+    table = ratio.pivot_table(index=list(by), columns="depth", values="ratio", aggfunc="median", sort=False)
+    return table.rename(columns=lambda depth: f"depth {depth}").reset_index().rename_axis(columns=None)
+
+
 def sharpness_relation(joined: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) -> pd.DataFrame:
     """eta* against the sharpness at init, with raw and effective lambda_1 (``join_sharpness`` or a catapult frame).
 

@@ -79,16 +79,29 @@ def glue_text(name: str, text: str) -> None:
 
 
 def significant(value: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits, no trailing noise: 0.7048 -> "0.705", 1234.5 -> "1.23e+03"."""
+    """A number with ``digits`` significant digits, no trailing noise: 0.7048 -> "0.705", whole numbers from
+    10^digits up (1234.5 -> "1234", not "1.23e+03"), rounding error around zero (3.7e-15) -> "0"."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
+    if abs(value) < 1e-12:
+        return "0"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"
     return f"{value:.{digits}g}"
+
+
+def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:
+    """"0.71 [0.55, 0.86]": a number and its interval, for prose and captions (plain text, no TeX)."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return significant(value, digits)
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def table(frame: pd.DataFrame, digits: int = 3):
     """The frame as the book shows it: no index, floats to ``digits`` significant digits, missing values as dashes."""
     floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
-    return frame.style.hide(axis="index").format({c: lambda v: significant(v, digits) for c in floats}, na_rep="–")
+    styled = frame.style.hide(axis="index").format({c: lambda v: significant(v, digits) for c in floats}, na_rep="–")
+    return styled.set_table_attributes('class="dataframe"')  # the book's table CSS
 
 
 # ----------------------------------------------------------------------------------------------------------

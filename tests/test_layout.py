@@ -18,7 +18,7 @@ STAGES = [
     {"tables", "predict"},  # every tidy summary of eta*
     {"sharpness_tables"},  # and of the sharpness
     {"claims"},  # the claims table, read off the tables
-    {"style", "plot", "landing"},  # drawing
+    {"style", "plot", "plot_curvature", "landing"},  # drawing
     {"reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
     {"cli"},  # the command line
 ]
