@@ -60,7 +60,7 @@ def relative(a: float, b: float) -> float:
 
 
 def loss_gap(a: float, b: float) -> float:
-    """|a - b| / max(1, |b|), and 0 for equal non-finite losses (a diverged replica's inf or NaN on both sides)."""
+    """abs(a - b) / max(1, abs(b)), and 0 for equal non-finite losses (a diverged replica's inf or NaN on both sides)."""
     if a == b or (math.isnan(a) and math.isnan(b)):
         return 0.0
     gap = abs(a - b) / max(1.0, abs(b))

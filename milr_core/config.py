@@ -161,7 +161,7 @@ MATRICES = ("hessian", "ggn")
 class SharpnessConfig:
     """How lambda_1 is measured: the top eigenvalue of the mean training loss's Hessian on a fixed subset.
 
-    ``tol`` bounds the *true* relative residual ||H v - lambda v|| / |lambda| of the returned pair; where
+    ``tol`` bounds the *true* relative residual ``||H v - lambda v|| / |lambda|`` of the returned pair; where
     float32 arithmetic cannot reach it, the solver continues in float64 (``curvature.py``). ``effective``
     also measures the top eigenvalue of P^1/2 H P^1/2, P the per-parameter learning-rate multipliers
     (the curvature the SGD update actually sees), and ``bounds`` our bounds of chapter 8 with the

@@ -17,7 +17,7 @@ an operator and back: the tests check every operator against a dense float64 ora
 
 Solvers. ``top_hessian_eigenvalue`` returns the largest *algebraic* eigenvalue by Lanczos (full
 reorthogonalisation) or by power iteration (shifted when the dominant eigenvalue is negative). Both stop on
-the *true* relative residual ||A v - lambda v|| / |lambda| of the returned pair, not an estimate; where the
+the *true* relative residual ``||A v - lambda v|| / |lambda|`` of the returned pair, not an estimate; where the
 operator's float32 arithmetic cannot reach ``tol``, the solve continues in float64 from the float32 Ritz
 vector (``EigenResult.dtype`` says which precision answered).
 """
@@ -239,7 +239,7 @@ class ShiftedOperator:
 
 @dataclass
 class EigenResult:
-    """The top eigenpair; ``residual`` is the true ||A v - lambda v|| / |lambda| of the returned unit v."""
+    """The top eigenpair; ``residual`` is the true ``||A v - lambda v|| / |lambda|`` of the returned unit v."""
 
     eigenvalue: float
     residual: float
@@ -338,7 +338,7 @@ def top_by_power_iteration(operator: LinearOperator, v: torch.Tensor, tol: float
 def lanczos(operator: LinearOperator, q: torch.Tensor, tol: float, max_iter: int) -> tuple[float, float, int, torch.Tensor]:
     """Lanczos with full reorthogonalisation; vectors stay on the operator's device.
 
-    When the residual estimate |beta_m s_m| / |theta| of the top Ritz pair drops below tol, one more product
+    When the residual estimate ``|beta_m s_m| / |theta|`` of the top Ritz pair drops below tol, one more product
     gives the true residual of the Ritz vector; the solver stops only when that is below tol too (or at
     max_iter, or when the true residual stops improving: the precision's floor). Returns (eigenvalue, true
     residual, products, unit eigenvector).

@@ -29,7 +29,7 @@ def lanczos_table(frame: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) -> pd.
     """Per group and eigenvalue stored (lambda_1, lambda_1_eff, lambda_1_ggn, at init or at theta_T): can we trust it?
 
     Columns: the ``by`` columns, eigenvalue, networks, tol, converged (fraction), residual median, residual
-    max (the true relative residual ||Hv - lambda v|| / |lambda|), products median, dtypes (the precisions
+    max (the true relative residual ``||Hv - lambda v|| / |lambda|``), products median, dtypes (the precisions
     that answered).
     """
     fields = [(base + suffix, f"{base}_{{}}{suffix}")

@@ -3,7 +3,7 @@
 A chapter draws a figure with ``plot.py``, then ``glue_figure("fig-power-law", fig, frame)`` stores it (as SVG)
 and the caption's data sentence (which data, whether a lossy mirror, which profile and seeds, which cells of a
 partial grid, which devices) under ``fig-power-law`` and ``fig-power-law-data``; the chapter's markdown shows it
-as a numbered, referenceable figure with alt text:
+as a numbered, referenceable figure with alt text::
 
     ```{glue:figure} fig-power-law
     :name: fig-power-law

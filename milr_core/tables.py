@@ -57,7 +57,7 @@ def scoped(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
 
 
 def attempt(fit: Callable, *args) -> tuple[object | None, str]:
-    """(fit(*args), "") or (None, "no fit: why") when the cells cannot support it."""
+    """``(fit(*args), "")`` or ``(None, "no fit: why")`` when the cells cannot support it."""
     try:
         return fit(*args), ""
     except ValueError as error:
@@ -208,7 +208,7 @@ def width_exponents_table(
     """Per group (e.g. parameterisation): the slope of log eta* on log width at fixed depth (``fit.width_exponent``).
 
     0 means eta* transfers across width at fixed depth. Columns: the ``by`` columns, width slope, slope low,
-    slope high, n cells, depths, censored cells, seeds dropped, flattest (the smallest |slope| among the
+    slope high, n cells, depths, censored cells, seeds dropped, flattest (the smallest ``|slope|`` among the
     groups that share the first ``by`` column, e.g. the dataset), note.
     """
     rows = []
@@ -263,7 +263,7 @@ def variant_summary(
     turns): the ratios to the base.
 
     Columns: the ``by`` columns, base variant, networks, ratio median, ratio min, ratio max, missing ratios
-    and, for eta*, within search resolution (|ln median| <= ln(1 + rtol), rtol the search's tolerance:
+    and, for eta*, within search resolution (``|ln median| <= ln(1 + rtol)``, rtol the search's tolerance:
     two eta* found to that tolerance can differ by that much with nothing changed).
     """
     ratios = variant_ratios(frame, base=base, quantity=quantity)
@@ -335,7 +335,7 @@ def held_out_table(frame: pd.DataFrame, *, regime: bool = False) -> pd.DataFrame
     """Per dataset: each eta* cell predicted from the others (``predict.leave_one_cell_out``), summarised.
 
     ``regime``: predict only the cells in the regime, from the others in it. Columns: dataset, cells, with
-    interval, coverage, mean |log error|, max |log error|, typical factor, interval factor.
+    interval, coverage, ``mean |log error|``, ``max |log error|``, typical factor, interval factor.
     """
     parts = [held_out_summary(leave_one_cell_out(frame, name, regime=regime)) for name in frame["dataset"].unique()]
     parts = [part for part in parts if len(part)]
