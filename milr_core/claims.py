@@ -103,7 +103,7 @@ POWER_LAW = Rule(
     "(a) eta* is a power of depth x width",
     '"well predicted as a power of depth x width"',
     f"cell medians of eta* fitted by a power law in d w over the cells in our regime ({REGIME_RULE}), cells where "
-    f"every seed failed kept as censored, >= {MIN_CELLS} cells; supported if R^2 >= {R2_SUPPORTED} on every dataset "
+    f"every seed failed kept as censored (cells where no LR reached t left out, counted), >= {MIN_CELLS} cells; supported if R^2 >= {R2_SUPPORTED} on every dataset "
     "and d w is the variable (log eta* = c + a log d + b log w with the 95% interval of a - b holding 0); not "
     f"supported if R^2 < {R2_MIXED} everywhere; else mixed",
     "02_power_law",

@@ -8,14 +8,19 @@ fits y = c x^exponent with x = d w, so alpha = -exponent for eta* (``PowerLawFit
   the median for an odd number of seeds, of the geometric mean of the middle two for an even number): it
   resists the occasional seed whose search stopped on a non-monotone outcome.
 - **Point estimate.** Least squares of the cells' log y on log x, each cell weighing the same.
-- **Censored cells.** A cell where *every* seed's search failed is kept, as censored: ``no_success`` (no
-  learning rate trained) says eta* lies below the bracket's low end, ``no_failure`` (the top of the
-  bracket still trained) that it is at least the high end. Its value is the median of those bounds
-  (if every seed's eta* lies below its bound, so does their median), and the fit is then a Tobit model:
-  maximum likelihood in log space with Gaussian residuals, the censored cells entering through the
-  probability of lying beyond their bound. With nothing censored this is exactly least squares. A seed
-  that failed in a cell where other seeds converged is dropped from that cell's median and counted in
-  ``n_dropped``, never hidden; so is a value that is missing or not positive.
+- **Censored cells.** A cell where *every* seed's search failed is kept, as censored: ``no_success``
+  after the bracket was widened down as far as allowed (its low end still diverged) says eta* lies below
+  that low end, ``no_failure`` (the top of the bracket still trained) that it is at least the high end.
+  Its value is the median of those bounds (if every seed's eta* lies below its bound, so does their
+  median), and the fit is then a Tobit model: maximum likelihood in log space with Gaussian residuals, the
+  censored cells entering through the probability of lying beyond their bound. With nothing censored this
+  is exactly least squares. A seed that failed in a cell where other seeds converged is dropped from that
+  cell's median and counted in ``n_dropped``, never hidden; so is a value that is missing or not positive.
+- **Cells where no learning rate reached t.** A ``no_success`` reached through the search's fallback
+  (``search.py``: the low end trained too slowly, and no learning rate near the best accuracy reached t)
+  bounds nothing: the network does not reach t within the budget at any learning rate probed, so it has
+  no eta*. A cell where every seed ended so is left out of the fit, its seeds counted in ``n_dropped``, and
+  listed in ``Cells.unreached`` (with the learning rate of the best accuracy) so the figures show it.
 - **Intervals.** B bootstrap replicates resample the *cells* with replacement and, within each drawn
   cell, its seeds; each replicate is refitted the same way; percentile intervals. Resampling cells lets
   misfit (cells off the line) widen the interval, which resampling seeds alone would not.
@@ -59,6 +64,7 @@ SWEEP_CUTOFFS = (math.inf, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
 # The search statuses (``search.STATUSES``) that censor eta*, and where each quantity keeps them.
 BELOW, ABOVE = "no_success", "no_failure"  # eta* < bracket low end; eta* >= bracket high end
 CENSORING = {"eta_star": ("status", "bracket"), "late_max_lr": ("late_status", "late_bracket")}
+UNREACHED = "unreached"  # a seed whose search ran the fallback and found no LR that reaches t (eta* only)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,13 +76,16 @@ class Cells:
     """The cells of one fit: a table (depth, width, n_seeds, censored), each cell's log values, what was dropped.
 
     ``censored`` is "" for a measured cell, "below" or "above" for a censored one; ``side`` holds the
-    same as 0, -1, +1, and a censored cell's ``logs`` are the log bounds of its seeds.
+    same as 0, -1, +1, and a censored cell's ``logs`` are the log bounds of its seeds. ``unreached``: the
+    cells left out because no learning rate reached t for any seed (depth, width, n_seeds, and ``lr``, the
+    median over seeds of the low end of the fallback's last bracket, next to the best accuracy).
     """
 
     table: pd.DataFrame
     logs: list[np.ndarray]
     side: np.ndarray
     n_dropped: int
+    unreached: pd.DataFrame
 
     @property
     def log_y(self) -> np.ndarray:
@@ -121,8 +130,17 @@ def cell_values(frame: pd.DataFrame, quantity: str) -> Cells:
         side[~(np.isfinite(bound) & (bound > 0)) | measured] = 0
     else:
         bound, side = np.full(len(frame), math.nan), np.zeros(len(frame), dtype=int)
-    table, logs, sides, dropped = [], [], [], 0
+    fallback = frame["fallback"].fillna(False).to_numpy(bool) if quantity == "eta_star" and "fallback" in frame \
+        else np.zeros(len(frame), dtype=bool)  # fmt: skip
+    unreached = (side == -1) & fallback
+    side[unreached] = 0
+    table, logs, sides, dropped, left_out = [], [], [], 0, []
     for (depth, width), rows in sorted(frame.groupby(["depth", "width"]).indices.items()):
+        if unreached[rows].all():
+            left_out.append({"depth": int(depth), "width": int(width), "n_seeds": len(rows),
+                             "lr": float(np.median(bound[rows]))})  # fmt: skip
+            dropped += len(rows)
+            continue
         if measured[rows].any():
             kept, cell_side = np.log(values[rows][measured[rows]]), 0
         elif len(set(side[rows])) == 1 and side[rows][0] != 0:  # every seed failed the same way: censored
@@ -136,7 +154,8 @@ def cell_values(frame: pd.DataFrame, quantity: str) -> Cells:
         logs.append(kept)
         sides.append(cell_side)
     columns = ["depth", "width", "n_seeds", "censored"]
-    return Cells(pd.DataFrame(table, columns=columns), logs, np.array(sides, dtype=int), dropped)
+    return Cells(pd.DataFrame(table, columns=columns), logs, np.array(sides, dtype=int), dropped,
+                 pd.DataFrame(left_out, columns=["depth", "width", "n_seeds", "lr"]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -319,7 +338,7 @@ class PowerLawFit:
     n_bootstrap: int
     n_cells: int  # censored cells included
     n_values: int  # seeds with a value, in measured cells
-    n_dropped: int  # seeds left out (failed where other seeds of their cell converged, or without a value)
+    n_dropped: int  # seeds left out (failed where others of their cell converged, without a value, or unreached)
     n_censored: int  # cells where every seed failed, fitted as censored
 
     @property

@@ -25,11 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from milr_core.fit import MAX_DEPTH_OVER_WIDTH, cell_values, in_regime
-from milr_core.style import COLUMN_WIDTH_IN, OUTCOME_STYLE
+from milr_core.style import CENSORED_LABEL, CENSORED_MARKER, COLUMN_WIDTH_IN, OUTCOME_STYLE
 from milr_core.tables import positive
 
-CENSORED_MARKER = {"below": "v", "above": "^"}  # a hollow triangle at the bound, pointing where eta* lies
-CENSORED_LABEL = {"below": "all seeds failed: η* below", "above": "all seeds failed: η* above"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "gaussians": "Gaussians"}
 SYMBOLS = {"eta_star": "η*", "late_max_lr": "late max LR", "lambda_1": "λ₁", "lambda_1_eff": "λ₁ effective"}
 FIT_STYLE = {"all cells": {"color": "0.45", "linestyle": "--"}, "in regime": {"color": "black", "linestyle": "-"}}
@@ -191,12 +189,13 @@ def first_column_label(ax, text: str) -> None:
 
 
 def cells_of(rows: pd.DataFrame, quantity: str) -> pd.DataFrame:
-    """The cells of one group as the fits see them (``fit.cell_values``: medians over seeds, censored cells at
-    their bound): depth, width, n_seeds, censored ("", "below", "above"), dw, value, in_regime."""
+    """The cells of one group as the fits see them (``fit.cell_values``: medians over seeds, censored cells at their
+    bound; then those where no LR reached t, at their best accuracy's LR): depth, width, n_seeds, censored ("",
+    "below", "above", "unreached"), dw, value, in_regime."""
     cells = cell_values(rows, quantity)
-    table = cells.table
-    return table.assign(dw=table["depth"] * table["width"], value=np.exp(cells.log_y) if len(table) else [],
-                        in_regime=in_regime(table) if len(table) else [])  # fmt: skip
+    table, unreached = cells.table.assign(value=np.exp(cells.log_y)), cells.unreached.rename(columns={"lr": "value"})
+    table = pd.concat([table, unreached.assign(censored="unreached")], ignore_index=True) if len(unreached) else table
+    return table.assign(dw=table["depth"] * table["width"], in_regime=in_regime(table) if len(table) else [])
 
 
 def records_of(rows: pd.DataFrame, quantity: str) -> pd.DataFrame:
@@ -226,8 +225,9 @@ def draw_cells(ax, cells: pd.DataFrame, x: str, color, *, regime: bool = False, 
                    edgecolors=edge if filled else color, linewidths=0.6 if filled else 1.3, alpha=alpha, zorder=3)
     for side, symbol in CENSORED_MARKER.items():
         part = cells[cells["censored"] == side]
-        ax.scatter(part[x], part["value"], marker=symbol, s=size * 1.3, facecolors="white", edgecolors=color,
-                   linewidths=1.4, zorder=4, gid=f"censored-{side}")  # fmt: skip
+        face = {"facecolors": "white", "edgecolors": color} if symbol != "x" else {"color": color}
+        ax.scatter(part[x], part["value"], marker=symbol, s=size * 1.3, linewidths=1.4, zorder=4,
+                   gid=f"censored-{side}", **face)  # fmt: skip
 
 
 def censored_handles(*cells: pd.DataFrame) -> list:

@@ -2,7 +2,8 @@
 
 ``predict_eta_star`` selects the store's eta* cells of one dataset, parameterisation and input-layer LR
 factor, fits eta* = c (d w)^exponent over them (``fit.fit_power_law``: cell medians over seeds, least
-squares in log-log, cells where every seed failed kept as censored) and evaluates it at the requested d w.
+squares in log-log, cells where every seed failed kept as censored, those where no LR reached t left out)
+and evaluates it at the requested d w.
 
 The interval is ours: the classical least-squares *prediction* interval of a new cell's log eta*,
 log eta_hat +- t_{n-2} s sqrt(1 + 1/n + (u - u_bar)^2 / S_uu), u = log(d w), s the residual scatter of

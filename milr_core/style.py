@@ -33,6 +33,11 @@ OUTCOME_STYLE = {
     "diverged": {"color": "#d95f02", "marker": "X"},
     "budget": {"color": "#7570b3", "marker": "s"},
 }
+# How a cell without a measured eta* is drawn: a hollow triangle at its bound, pointing where eta* lies (censored);
+# a cross where no learning rate reached t, at the learning rate of its best accuracy (no eta*).
+CENSORED_MARKER = {"below": "v", "above": "^", "unreached": "x"}
+CENSORED_LABEL = {"below": "all seeds failed: η* below", "above": "all seeds failed: η* above",
+                  "unreached": "no LR reached t (× at the best accuracy's LR)"}  # fmt: skip
 COLUMN_WIDTH_IN = 7.0  # the book's text column (~700 px): figures are drawn at its width, never wider
 
 

@@ -15,6 +15,7 @@ from milr_core.fit import (
     MIN_DEPTH,
     SWEEP_CUTOFFS,
     SWEEP_MIN_DEPTHS,
+    cell_values,
     censored_least_squares,
     cutoff_sweep,
     fit_in_regime,
@@ -117,6 +118,28 @@ def test_a_censored_cell_pulls_the_line_the_way_censoring_should():
     partial = frame.copy()
     partial.loc[0, ["status", "eta_star"]] = ["no_success", np.nan]
     assert fit_power_law(partial, n_bootstrap=10).n_dropped == 1
+
+
+def test_a_cell_where_no_learning_rate_reached_t_is_left_out_of_the_fit_but_listed():
+    """A no_success reached through the fallback (no LR near the best accuracy reached t) bounds nothing:
+    the cell leaves the fit, its seeds are counted as dropped, and it is listed with its best accuracy's LR;
+    the same failure without the fallback (the low end still diverged) stays censored below."""
+    frame = planted(-0.6, -0.6, seed_noise=0.1, cell_noise=0.1)
+    corner = frame[(frame["depth"] == 16) & (frame["width"] == 512)]
+    dropped = fit_power_law(frame.drop(corner.index), n_bootstrap=10)
+    failed = fail(frame, 16, 512, "no_success", 0.3).assign(fallback=False)
+    censored = fit_power_law(failed, n_bootstrap=10)
+    assert censored.n_censored == 1 and censored.exponent < dropped.exponent - 0.01
+    failed.loc[corner.index, "fallback"] = True
+    unreached = fit_power_law(failed, n_bootstrap=10)
+    assert unreached.n_censored == 0 and unreached.n_cells == dropped.n_cells
+    assert unreached.exponent == pytest.approx(dropped.exponent) and unreached.n_dropped == len(corner)
+    listed = cell_values(failed, "eta_star").unreached
+    assert listed[["depth", "width", "n_seeds"]].values.tolist() == [[16, 512, len(corner)]]
+    assert listed["lr"].iloc[0] == pytest.approx(np.median(corner["eta_star"] * 0.3))
+    # one seed that converged keeps the cell measured; the others are dropped as before
+    failed.loc[corner.index[0], ["status", "eta_star", "fallback"]] = ["converged", corner["eta_star"].iloc[0], False]
+    assert cell_values(failed, "eta_star").unreached.empty
 
 
 def test_censored_fit_is_the_tobit_maximum_likelihood():

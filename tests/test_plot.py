@@ -155,6 +155,17 @@ def test_power_law_draws_censored_cells_and_both_fits():
     assert all("$" not in s for s in labels(gaussians.xaxis))
 
 
+def test_power_law_draws_a_cell_where_no_learning_rate_reached_t_as_a_cross_outside_the_fit():
+    frame = censor(sweep_frame(depths=(1, 2, 4, 8), widths=(16, 64, 256)), 8, 16)
+    frame["fallback"] = (frame["depth"] == 8) & (frame["width"] == 16)  # the fallback found no LR that reaches t
+    fits = tables.fits_table(frame)
+    fig = plot.plot_power_law(frame, fits)
+    gaussians = fig.axes[0]
+    assert censored(gaussians, "unreached") == pytest.approx([0.001]) and len(censored(gaussians)) == 0
+    assert (fits["censored cells"] == 0).all() and "no LR reached t" in " ".join(
+        t.get_text() for legend in fig.legends for t in legend.get_texts())
+
+
 def test_power_law_without_fits_or_any_converged_search_still_renders():
     frame = sweep_frame(datasets=("mnist",))
     for depth in (1, 2, 4):
