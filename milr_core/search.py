@@ -34,6 +34,16 @@ the ledger are exactly those of serial Algorithm 1, for any k and any outcomes, 
 trades compute (probes off the path, counted in ``speculative``) for sequential rounds. Other phases
 probe one learning rate per seed and round.
 
+**Exact given the outcomes; the outcomes are floating point.** A probe's outcome is a function of its
+arithmetic. In float64, and in float32 on one CPU thread (how every committed record was computed), a
+replica computes the same bits whichever replicas share its batch (tests), so k and seed batching change
+nothing. In float32 with several CPU threads, or on a GPU, the kernels chosen for a batched matrix
+product can depend on the batch's size, rounding changes, and a probe near the edge of training can
+flip, after which the path differs. Measured (``benchmarks/bench_eta_star.py``, MNIST 2x128 at 300
+steps, seed 0): eta* 1.334 for k=1 and k=3 on one thread; on two threads k=1 gave 1.540 and k=3 1.334.
+That is the non-monotone band of ``probe_above`` seen from another side; a record's provenance keeps
+device, threads, speculation and seeds batched, which together fix its bits.
+
 **k-section** (``method="ksection"``, ours): each round probes ``lrs_per_round`` learning rates spread
 geometrically over the bracket for every seed, and reads the bracket off the whole ledger (the edge is the
 first failure above the lowest success). It finds the edge in fewer rounds but answers a different

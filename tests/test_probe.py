@@ -40,6 +40,21 @@ def test_k_replica_probe_reproduces_k_single_runs_in_float64(gaussians):
         assert [acc for _, acc in together.accuracy] == pytest.approx([acc for _, acc in alone.accuracy], abs=1e-12)
 
 
+def test_in_float32_on_one_thread_a_replica_computes_the_same_bits_in_any_batch(gaussians):
+    """What makes a float32 store reproducible on a CPU (every committed record ran on one thread): a replica's
+    arithmetic does not depend on which replicas share its batch, so speculation depth and seed batching
+    cannot change an outcome. (With several threads, or on a GPU, it can: see search.py.)"""
+    assert torch.get_num_threads() == 1
+    net = spec_for(gaussians, depth=3, width=64)
+    train = TrainConfig(batch_size=32, max_steps=40, eval_every=5)
+    lrs, seeds = [0.01, 0.3, 0.05, 2.0], [0, 0, 1, 1]
+    batched = run_probe(gaussians, net, train, lrs, seeds, threshold=0.999, full_validation=True)
+    for lr, seed, together in zip(lrs, seeds, batched):
+        alone = run_probe(gaussians, net, train, [lr], [seed], threshold=0.999, full_validation=True)[0]
+        assert (together.outcome, together.steps, together.loss, together.accuracy) == (
+            alone.outcome, alone.steps, alone.loss, alone.accuracy)
+
+
 def test_replica_stops_when_it_reaches_the_threshold(gaussians):
     net = spec_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=300, eval_every=5)
