@@ -327,8 +327,9 @@ def bounds_claim(sharp: pd.DataFrame) -> Claim:
 MUP = Rule(
     "(e) muP makes eta* width-independent [extension, ours]",
     EXTENSION,
-    f"slope of log eta* on log width at fixed depth per parameterisation; supported on a dataset if muP's |slope| <= "
-    f"{FLAT_WIDTH} and below the standard one's; supported if on every dataset, mixed if on some",
+    f"slope of log eta* on log width at fixed depth per parameterisation, over the cells all parameterisations have; "
+    f"supported on a dataset if muP's |slope| <= {FLAT_WIDTH} and measurably below the standard one's (the "
+    f"standard slope outside muP's 95% interval and farther from 0); supported if on every dataset, mixed if on some",
     "10_parameterisations",
     ("parameterisations",),
 )
@@ -342,8 +343,9 @@ def parameterisation_claim(frame: pd.DataFrame) -> Claim:
         slopes = rows.set_index(column)
         if not {"mup", "standard"} <= set(slopes.index):
             continue
-        mup, standard = abs(slopes.loc["mup", "width slope"]), abs(slopes.loc["standard", "width slope"])
-        checks.append(bool(mup <= FLAT_WIDTH and mup < standard))
+        mup, standard = slopes.loc["mup"], slopes.loc["standard", "width slope"]
+        outside = not mup["slope low"] <= standard <= mup["slope high"]
+        checks.append(bool(abs(mup["width slope"]) <= FLAT_WIDTH and abs(mup["width slope"]) < abs(standard) and outside))
         keys.append(f"{name}: muP slope {with_interval(slopes.loc['mup'], 'width slope', 'slope')}")
         each = (f"{p} {with_interval(r, 'width slope', 'slope')}" for p, r in slopes.iterrows())
         details.append(f"{name}: width slope " + ", ".join(each))

@@ -202,26 +202,36 @@ def width_slope_by_depth(
     return table_of(rows, columns)
 
 
+def shared_cells(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The rows of the (depth, width) cells that every group of ``by[1:]`` has within its ``by[0]`` (e.g. the
+    dataset): slopes compared across groups must come from the same widths and depths."""
+    first, rest = frame[by[0]], frame[list(by[1:])].astype(str).agg("/".join, axis=1)
+    per_cell = rest.groupby([first, frame["depth"], frame["width"]]).transform("nunique")
+    return frame[per_cell == rest.groupby(first).transform("nunique")]
+
+
 def width_exponents_table(
     frame: pd.DataFrame, *, by: Sequence[str] = ("dataset", "variant"), quantity: str = "eta_star"
 ) -> pd.DataFrame:
     """Per group (e.g. parameterisation): the slope of log eta* on log width at fixed depth (``fit.width_exponent``).
 
-    0 means eta* transfers across width at fixed depth. Columns: the ``by`` columns, width slope, slope low,
-    slope high, n cells, depths, censored cells, seeds dropped, flattest (the smallest ``|slope|`` among the
-    groups that share the first ``by`` column, e.g. the dataset), note.
+    0 means eta* transfers across width at fixed depth. The groups that share the first ``by`` column are
+    fitted on the cells they all have (``shared_cells``), so that a group computed at more widths (the
+    standard parameterisation's cells are the power law's) is not compared over another range. Columns:
+    the ``by`` columns, width slope, slope low, slope high, n cells, width range, depths, censored cells, seeds
+    dropped, flattest (the smallest ``|slope|`` among the groups that share the first ``by`` column), note.
     """
     rows = []
-    for values, group in groups(frame, by):
+    for values, group in groups(shared_cells(frame, by), by):
         fit, note = attempt(width_exponent, group, quantity)
         row = values | {"note": note}
         if fit is not None:
             row |= {"width slope": fit.slope, "slope low": fit.slope_ci[0], "slope high": fit.slope_ci[1],
-                    "n cells": fit.n_cells, "depths": fit.n_depths, "censored cells": fit.n_censored,
-                    "seeds dropped": fit.n_dropped}  # fmt: skip
+                    "n cells": fit.n_cells, "width range": f"{group['width'].min()}-{group['width'].max()}",
+                    "depths": fit.n_depths, "censored cells": fit.n_censored, "seeds dropped": fit.n_dropped}  # fmt: skip
         rows.append(row)
-    columns = [*by, "width slope", "slope low", "slope high", "n cells", "depths", "censored cells", "seeds dropped",
-               "flattest", "note"]  # fmt: skip
+    columns = [*by, "width slope", "slope low", "slope high", "n cells", "width range", "depths", "censored cells",
+               "seeds dropped", "flattest", "note"]  # fmt: skip
     table = table_of(rows, columns)
     steepness = table["width slope"].abs()
     table["flattest"] = steepness.notna() & (steepness == steepness.groupby(table[by[0]]).transform("min"))

@@ -89,6 +89,8 @@ def test_parameterisation_claim_reads_the_width_slopes():
     supported = claims.parameterisation_claim(parameterisations({"standard": -0.5, "ntk": 0.5, "mup": 0.0}))
     assert supported.verdict == claims.SUPPORTED and "extension" in supported.paper and "mup 0.02" in supported.measured
     assert claims.parameterisation_claim(parameterisations({"standard": -0.5, "mup": -0.6})).verdict == claims.NOT_SUPPORTED
+    # flat enough and a shade flatter than standard, but inside muP's interval: not measurably flatter
+    assert claims.parameterisation_claim(parameterisations({"standard": 0.21, "mup": 0.19})).verdict == claims.NOT_SUPPORTED
     assert claims.parameterisation_claim(parameterisations({"standard": -0.5})).verdict == claims.NOT_MEASURED
 
 

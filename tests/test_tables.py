@@ -82,6 +82,20 @@ def test_width_exponents_name_the_flattest_parameterisation():
     assert table["width slope"].tolist() == pytest.approx([-0.5, 0.02], abs=0.05)
 
 
+def test_width_exponents_compare_parameterisations_on_the_widths_they_share():
+    """The standard cells reach wider networks than muP's (they are the power law's); the slopes must come from
+    the same widths, else a bend at large width would decide which is flatter."""
+    standard = planted(-1.0, -0.5)
+    wide = standard["width"] > WIDTHS[2]
+    standard.loc[wide, "eta_star"] *= (standard.loc[wide, "width"] / WIDTHS[2]) ** 0.5  # flat beyond WIDTHS[2]
+    mup = planted(-1.0, -0.3)
+    frame = pd.concat([as_store(standard, variant="standard"), as_store(mup[mup["width"] <= WIDTHS[2]], variant="mup")])
+    table = tables.width_exponents_table(frame)
+    assert table["width slope"].tolist() == pytest.approx([-0.5, -0.3], abs=0.05)
+    assert table["width range"].tolist() == [f"{WIDTHS[0]}-{WIDTHS[2]}"] * 2 and table["n cells"].nunique() == 1
+    assert table["flattest"].tolist() == [False, True]
+
+
 def test_variant_ratios_and_their_summary():
     base = as_store(planted(-0.7, -0.7), variant="base")
     double = base.assign(variant="double", eta_star=base["eta_star"] * 2)
