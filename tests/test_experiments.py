@@ -75,3 +75,15 @@ def test_committed_paper_store_holds_only_verified_paper_cells_with_provenance()
         if git and not shallow:  # a shallow clone lacks the history to check against
             ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=repo)
             assert ancestor.returncode == 0, f"records were computed at {commit}, which is not in this history"
+
+
+def test_every_committed_sharpness_record_converged():
+    """Issue 16's floor: no eigenvalue in the committed store is reported without reaching its tolerance."""
+    unconverged = [
+        (record["hash"][:12], key)
+        for record in ResultStore(committed_store("paper")).records()
+        if record["cell"]["kind"] == "sharpness"
+        for key in ("lambda_1_converged", "lambda_1_eff_converged", "lambda_1_ggn_converged")
+        if record["result"].get(key) is not True
+    ]
+    assert not unconverged, f"{len(unconverged)} unconverged: {unconverged[:5]}"
