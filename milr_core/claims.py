@@ -346,7 +346,7 @@ def parameterisation_claim(frame: pd.DataFrame) -> Claim:
         mup, standard = slopes.loc["mup"], slopes.loc["standard", "width slope"]
         outside = not mup["slope low"] <= standard <= mup["slope high"]
         checks.append(bool(abs(mup["width slope"]) <= FLAT_WIDTH and abs(mup["width slope"]) < abs(standard) and outside))
-        keys.append(f"{name}: muP slope {with_interval(slopes.loc['mup'], 'width slope', 'slope')}")
+        keys.append(f"{name}: muP slope {with_interval(mup, 'width slope', 'slope')}")
         each = (f"{p} {with_interval(r, 'width slope', 'slope')}" for p, r in slopes.iterrows())
         details.append(f"{name}: width slope " + ", ".join(each))
     return MUP.judged(verdict_of(checks), keys, details)
