@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 import dataclasses
+import json
 
 from milr_core import experiments, sweep
 from milr_core.config import RunOptions
@@ -87,3 +88,23 @@ def test_every_committed_sharpness_record_converged():
         if record["result"].get(key) is not True
     ]
     assert not unconverged, f"{len(unconverged)} unconverged: {unconverged[:5]}"
+
+
+def test_the_h200_records_of_2026_12_04_are_committed_and_verified():
+    """Issue 23: the 99 records the device session wrote on an H200 (listed in its fill log) are in the paper store,
+    each verified (strict JSON, digest, hash), a cell of a current paper grid, and naming the H200 and its torch."""
+    run = committed_store("paper").parent.parent / "benchmarks" / "device-runs" / "2026-12-04-h200"
+    fill = json.loads((run / "fill.json").read_text())
+    listed = [h for group in fill["groups"] if group["status"] == "filled" for h in group["records"]]
+    assert len(listed) == len(set(listed)) == 99
+    known = set()
+    for name in experiments.experiments():
+        for grid in experiments.experiment_grids(name, "paper"):
+            known |= {cell.hash for cell in sweep.expand(grid, sweep.stored_identity)}
+    store = ResultStore(committed_store("paper"))
+    for cell_hash in listed:
+        record = store.read(cell_hash)
+        assert record is not None, f"{cell_hash} is not in the store or does not verify"
+        assert cell_hash in known, f"{cell_hash} is no cell of a current paper grid"
+        origin = record["provenance"]
+        assert (origin["device"], origin["torch"], origin["seeds_batched"]) == ("NVIDIA H200", "2.11.0+cu130", 3)
