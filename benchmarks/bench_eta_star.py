@@ -32,12 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's milr_core, when run from anywhere
 
-from milr_core.checks import ledger_difference, path_of, rounding_tolerance  # noqa: E402
-from milr_core.config import SearchConfig, TrainConfig  # noqa: E402
+from milr_core.checks import ledger_difference, path_of  # noqa: E402
+from milr_core.config import Run, SearchConfig, TrainConfig  # noqa: E402
 from milr_core.network import NetworkSpec  # noqa: E402
 from milr_core.search import EtaStarResult, find_eta_star  # noqa: E402
 from milr_core.store import device_name, git_commit  # noqa: E402
-from milr_core.sweep import set_precision, speculation_for  # noqa: E402
+from milr_core.runtime import set_precision, speculation_for  # noqa: E402
 
 DEFAULT_CELLS = ("gaussians:2x64", "mnist:2x128:300")
 BOUNDS, RTOL, KSECTION_K = (1e-3, 10.0), 0.05, 8
@@ -98,7 +98,7 @@ def replica_steps(result: EtaStarResult) -> int:
 def timed_search(dataset, net, train, search, seeds, k, device) -> tuple[EtaStarResult, dict]:
     synchronize(device)
     began = time.perf_counter()
-    result = find_eta_star(dataset, net, train, search, seeds=seeds, speculation=k, device=device)
+    result = find_eta_star(Run(dataset, net, tuple(seeds), device=device, speculation=k), train, search)
     synchronize(device)
     wall = time.perf_counter() - began
     return result, {
@@ -126,7 +126,7 @@ def answer_difference(a: EtaStarResult, b: EtaStarResult, rtol: float) -> str | 
 def speculation_depths(device: str, net: NetworkSpec, n_seeds: int, asked: list[int]) -> list[tuple[str, int]]:
     """(label, k) of the Algorithm 1 runs: the asked depths, and k=best where it is another one."""
     runs = [(f"k={k}", k) for k in asked]
-    best = speculation_for(device, net, n_seeds, None)
+    best = speculation_for(device, net.n_params(), n_seeds, None)
     if asked and best not in asked:
         runs.append((f"k=best ({best})", best))
     return runs
@@ -142,7 +142,7 @@ def compare_cell(dataset, cell: Cell, seeds: list[int], device: str, ks: list[in
     if ksection:
         search = SearchConfig(method="ksection", lr_bounds=BOUNDS, rtol=RTOL, lrs_per_round=KSECTION_K)
         row["runs"][f"ksection K={KSECTION_K}"] = timed_search(dataset, net, train, search, seeds, 1, device)[1]
-    rtol = rounding_tolerance(device)
+    rtol = 0.0  # bit for bit: lanes make every k compute the same replicas (runtime.py)
     if torch.device(device).type == "cuda":  # kernels, allocator and cuBLAS handles warm before the first timing
         from milr_core.probe import train_replicas
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from milr_core.config import CATAPULT_WINDOW, SearchConfig, SharpnessConfig, TrainConfig, TrajectoryConfig
+from milr_core.config import CATAPULT_WINDOW, Run, SearchConfig, SharpnessConfig, TrainConfig, TrajectoryConfig
 from milr_core.model import init_params
-from milr_core.network import NetworkSpec
 from milr_core.probe import train_replicas
+from milr_core.runtime import torch_dtype
 from milr_core.search import EtaStarResult, find_eta_star
 from milr_core.sharpness import sharpness_at_init, sharpness_of, training_subset
 
@@ -64,28 +63,32 @@ class CatapultWindow:
     def seed_ledger(self, seed: int) -> list[dict]:
         return self.eta_star.seed_result(seed).ledger_records()
 
+    def records(self) -> list[tuple[dict, list[dict]]]:
+        """(result, ledger) per seed, as a result store keeps them."""
+        return [(self.seed_record(s.seed), self.seed_ledger(s.seed)) for s in self.eta_star.per_seed]
+
 
 def catapult_window(
-    dataset,
-    net: NetworkSpec,
+    run: Run,
     train: TrainConfig = TrainConfig(loss="mse"),
     search: SearchConfig = SearchConfig(),
     sharpness: SharpnessConfig = SharpnessConfig(loss="mse"),
-    *,
-    threshold: float | None = None,
-    seeds: Sequence[int] = (0,),
-    speculation: int = 1,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
 ) -> CatapultWindow:
-    """eta* and lambda_1 at init of ``net`` under MSE, per seed."""
+    """eta* and lambda_1 at init of ``run.network`` under MSE, per seed.
+
+    Args:
+        run: the network, data, seeds, threshold and how to compute (``config.Run``).
+        train, search: how eta* is found (``train.loss`` must be mse).
+        sharpness: how lambda_1 is measured (``sharpness.loss`` must be mse).
+
+    Returns:
+        A ``CatapultWindow``: per seed eta*, lambda_1 (raw and effective), their products and the regime.
+    """
     if (train.loss, sharpness.loss) != ("mse", "mse"):
         raise ValueError("the catapult window is an MSE picture: train.loss and sharpness.loss must be 'mse'")
     start = time.perf_counter()
-    eta = find_eta_star(dataset, net, train, search, threshold=threshold, seeds=seeds, speculation=speculation,
-                        device=device, dtype=dtype, progress=progress)  # fmt: skip
-    measured = {seed: sharpness_at_init(dataset, net, seed, sharpness, device=device, dtype=dtype) for seed in seeds}
+    eta = find_eta_star(run, train, search)
+    measured = {record["seed"]: record for record in sharpness_at_init(run, sharpness)}
     return CatapultWindow(eta, measured, time.perf_counter() - start)
 
 
@@ -111,48 +114,52 @@ class CatapultRun:
 
 
 def catapult_trajectory(
-    dataset,
-    net: NetworkSpec,
-    seed: int,
+    run: Run,
     sharpness: SharpnessConfig = SharpnessConfig(loss="mse"),
     trajectory: TrajectoryConfig = TrajectoryConfig(),
     *,
     max_loss: float = 1e3,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float64,
-) -> dict:
-    """Train ``init_params(net, [seed])`` by full-batch GD on MSE over the sharpness subset, once per factor f, at
-    eta = f / lambda_1_eff(init); returns {"lambda_1_eff": at init, "runs": [CatapultRun.to_dict(), ...]}."""
+) -> list[dict]:
+    """Per seed: train ``init_params(network, [seed])`` by full-batch GD on MSE over the sharpness subset, once per
+    factor f, at eta = f / lambda_1_eff(init).
+
+    Returns:
+        One record per seed: {"seed", "lambda_1_eff": at init, "runs": [CatapultRun.to_dict(), ...]}.
+    """
     if sharpness.loss != "mse":
         raise ValueError("a catapult trajectory is trained on MSE: sharpness.loss must be 'mse'")
+    net, dataset, device, dtype = run.network, run.dataset, run.device, torch_dtype(run.dtype)
     curvature = replace(sharpness, effective=True, bounds=False, per_layer=False)
     x, y = training_subset(dataset.x_train, dataset.y_train, sharpness.subset_size, sharpness.subset_seed)
     subset = replace(dataset, x_train=x, y_train=y)  # every step's batch is the whole subset, in a new order
     x, y = x.to(device=device, dtype=dtype), y.to(device)
-    start = init_params(net, [seed], dtype, device)
-    lambda_init = sharpness_of(net, start, x, y, curvature, seed)["lambda_1_eff"]
     train = TrainConfig(batch_size=sharpness.subset_size, max_steps=trajectory.every, eval_every=1, loss="mse", max_loss=max_loss)
-    runs = []
-    for factor in trajectory.eta_lambdas:
-        lr = factor / lambda_init
-        run = CatapultRun(factor, lr, [], [], [], [], None)
-        params, done = start, 0
-        while True:
-            measured = sharpness_of(net, params, x, y, curvature, seed)
-            run.lambda_steps.append(done)
-            run.lambda_1.append(measured["lambda_1_eff"])
-            run.lambda_loss.append(measured["loss_value"])
-            if done == trajectory.steps:
-                break
-            segment = replace(train, max_steps=min(trajectory.every, trajectory.steps - done))
-            (outcome,), params = train_replicas(
-                subset, net, segment, [lr], [seed], dataset.meta["default_threshold"], device=device, dtype=dtype,
-                init=params, first_step=done, stop_at_threshold=False, keep_params=True,
-            )  # fmt: skip
-            run.loss += [loss for _, loss in outcome.loss]
-            if outcome.outcome == "diverged":
-                run.diverged_at = done + outcome.steps - 1
-                break
-            done += segment.max_steps
-        runs.append(run.to_dict())
-    return {"seed": seed, "lambda_1_eff": lambda_init, "runs": runs}
+    records = []
+    for seed in run.seeds:
+        start = init_params(net, [seed], dtype, device)
+        lambda_init = sharpness_of(net, start, x, y, curvature, seed)["lambda_1_eff"]
+        runs = []
+        for factor in trajectory.eta_lambdas:
+            lr = factor / lambda_init
+            path = CatapultRun(factor, lr, [], [], [], [], None)
+            params, done = start, 0
+            while True:
+                measured = sharpness_of(net, params, x, y, curvature, seed)
+                path.lambda_steps.append(done)
+                path.lambda_1.append(measured["lambda_1_eff"])
+                path.lambda_loss.append(measured["loss_value"])
+                if done == trajectory.steps:
+                    break
+                segment = replace(train, max_steps=min(trajectory.every, trajectory.steps - done))
+                (outcome,), params = train_replicas(
+                    subset, net, segment, [lr], [seed], run.threshold, lanes=run.lanes, device=device, dtype=dtype,
+                    init=params, first_step=done, stop_at_threshold=False, keep_params=True,
+                )  # fmt: skip
+                path.loss += [loss for _, loss in outcome.loss]
+                if outcome.outcome == "diverged":
+                    path.diverged_at = done + outcome.steps - 1
+                    break
+                done += segment.max_steps
+            runs.append(path.to_dict())
+        records.append({"seed": seed, "lambda_1_eff": lambda_init, "runs": runs})
+    return records

@@ -11,15 +11,15 @@ first on a lent GPU, so that device-handling bugs fail there rather than on Cola
 - ``check_effective_sharpness``: the effective-sharpness operator P^1/2 H P^1/2 against its dense form;
 - ``check_cpu_vs_device_probe``: the same float64 probe on the CPU and on ``device`` (outcomes, steps, losses);
 - ``check_sweep_records``: a tiny sweep on ``device`` writes verified records that name the device;
-- ``check_same_seed``: the same seed twice gives bit-identical eta* and ledgers;
-- ``check_speculation``: Algorithm 1 with speculation k=1 and k=3 gives identical eta*, bracket and ledger;
-- ``check_batching``: a seed's eta* does not depend on the seeds it is batched with;
+- ``check_same_seed``: the same seed twice gives bit-identical eta* and ledgers (float32, fixed lanes);
+- ``check_speculation``: Algorithm 1 with speculation k=1, 2, 3 in the same lanes: identical eta*, bracket, ledger;
+- ``check_packing``: a seed alone, beside another, or packed with other cells in the same lanes: identical;
 - ``check_cpu_vs_device``: eta* on the CPU and on ``device`` agree within the search tolerance (float32).
 
-``CHECKS`` lists them in order; ``GATING`` names those that must pass (float64 oracles, device plumbing)
-before a session fills a result store from ``device``. The float32 comparisons are reported but do not
-gate: on a GPU a batched kernel's rounding may depend on the replica count, which can flip a probe that
-sits on the threshold.
+``CHECKS`` lists them in order; ``GATING`` names those that must pass before a session fills a result store from
+``device``: the float64 oracles, the device plumbing, and the bit-identity that fixed lanes promise (same seed,
+speculation, packing). Only eta* across devices is reported without gating: two devices' kernels round
+differently, which can flip a probe that sits on the threshold.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from types import SimpleNamespace
 
 import torch
 
-from milr_core.config import SearchConfig, SharpnessConfig, TrainConfig
+from milr_core.config import Run, SearchConfig, SharpnessConfig, TrainConfig
 from milr_core.curvature import HessianOperator, PreconditionedOperator, to_dense, top_hessian_eigenvalue
 from milr_core.model import flat_logits_fn, flat_lr_multipliers, init_params, per_replica_loss
 from milr_core.network import NetworkSpec
@@ -39,8 +40,9 @@ from milr_core.network import NetworkSpec
 F64 = torch.float64
 
 
+@cache
 def gaussians():
-    """The small real task of the checks: the two-Gaussian task in 8 dimensions."""
+    """The small real task of the checks: the two-Gaussian task in 8 dimensions (loaded once: packed cells share it)."""
     from milr_core.data import load_dataset
 
     return load_dataset("gaussians", dim=8)
@@ -177,7 +179,8 @@ def check_effective_sharpness(device: str) -> str:
     dataset = SimpleNamespace(x_train=x.float(), y_train=y, x_val=x.float(), y_val=y, meta={}, in_dim=4, n_classes=3)
     spec = NetworkSpec(2, 5, 4, 3)
     config = SharpnessConfig(subset_size=25, subset_seed=7, chunk_size=10, tol=1e-9, effective=True)
-    record = sharpness_at_init(dataset, spec, seed=3, config=config, device=device, dtype=F64)
+    dataset.default_threshold = 0.5
+    (record,) = sharpness_at_init(Run(dataset, spec, (3,), device=device, dtype="float64"), config)
     xs, ys = training_subset(dataset.x_train, dataset.y_train, 25, 7)
     params = init_params(spec, [3], F64)
     hessian = dense_hessian_oracle(spec, params, xs.double(), ys)
@@ -197,12 +200,16 @@ def check_effective_sharpness(device: str) -> str:
 # the search
 
 
-def small_search_cell():
+CHECK_LANES = 8  # fixed lanes of the float32 search checks: fewer than a k=3 round of two seeds, so lanes refill
+
+
+def small_search_cell(device: str, seeds: tuple[int, ...] = (0, 1), speculation: int = 1, **network) -> tuple:
+    """A small Gaussian cell on ``device`` in fixed lanes: (run, train, search)."""
     data = gaussians()
-    net = net_for(data, depth=2, width=16)
-    train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
-    search = SearchConfig(lr_bounds=(1.0, 20.0), rtol=0.05, probe_above=(1.5,))
-    return data, net, train, search
+    run = Run(data, net_for(data, depth=2, width=16, **network), seeds, device=device, speculation=speculation,
+              lanes=CHECK_LANES)  # fmt: skip
+    return run, TrainConfig(batch_size=64, max_steps=150, eval_every=10), SearchConfig(lr_bounds=(1.0, 20.0), rtol=0.05,
+                                                                                       probe_above=(1.5,))  # fmt: skip
 
 
 def path_of(seed_search, rounds: bool = True) -> list[dict]:
@@ -210,38 +217,84 @@ def path_of(seed_search, rounds: bool = True) -> list[dict]:
     return [{k: v for k, v in probe.items() if rounds or k != "round"} for probe in seed_search.ledger_records()]
 
 
+def same_searches(first, second, what: str, rounds: bool = True) -> None:
+    """Two results of the same seeds: identical status, eta*, bracket and ledger, bit for bit."""
+    for a, b in zip(first.per_seed, second.per_seed):
+        assert (a.status, a.eta_star, a.lo, a.hi) == (b.status, b.eta_star, b.lo, b.hi), (
+            f"seed {a.seed}, {what}: {a.status} eta* {a.eta_star!r} [{a.lo!r}, {a.hi!r}] vs "
+            f"{b.status} eta* {b.eta_star!r} [{b.lo!r}, {b.hi!r}]"
+        )
+        difference = ledger_difference(path_of(a, rounds), path_of(b, rounds), 0.0)
+        assert difference is None, f"seed {a.seed}, {what}: the ledgers differ: {difference}"
+
+
 def check_same_seed(device: str) -> str:
     """The same seeds twice: bit-identical eta*, brackets and ledgers (every probe's outcome, steps, accuracy, loss)."""
     from milr_core.search import find_eta_star
 
-    data, net, train, search = small_search_cell()
-    first = find_eta_star(data, net, train, search, seeds=[0, 1], device=device)
-    again = find_eta_star(data, net, train, search, seeds=[0, 1], device=device)
-    for a, b in zip(first.per_seed, again.per_seed):
-        assert (a.status, a.eta_star, a.lo, a.hi) == (b.status, b.eta_star, b.lo, b.hi), (
-            f"seed {a.seed} on {device}: {a.status} eta* {a.eta_star!r} [{a.lo!r}, {a.hi!r}] then "
-            f"{b.status} eta* {b.eta_star!r} [{b.lo!r}, {b.hi!r}]"
-        )
-        difference = ledger_difference(path_of(a), path_of(b), 0.0)
-        assert difference is None, f"seed {a.seed} on {device}: two identical runs, different ledgers: {difference}"
+    run, train, search = small_search_cell(device)
+    first, again = find_eta_star(run, train, search), find_eta_star(run, train, search)
+    same_searches(first, again, f"twice on {device}")
     assert any(s.eta_star is not None for s in first.per_seed), "no seed converged: the cell is too hard for the check"
     probes = sum(len(s.ledger) for s in first.per_seed)
     return f"same seeds twice on {device}: eta* {[s.eta_star for s in first.per_seed]} and {probes} ledger probes bit-identical"
 
 
-def check_batching(device: str) -> str:
-    """A seed's eta* does not depend on which seeds it is batched with (informative: float32 rounding)."""
+def check_speculation(device: str) -> str:
+    """Algorithm 1 with speculation k=1, 2 and 3 in the same lanes: bit-identical eta*, bracket and ledger (round
+    numbers aside), in fewer rounds."""
     from milr_core.search import find_eta_star
 
-    data, net, train, search = small_search_cell()
-    together = find_eta_star(data, net, train, search, seeds=[0, 1], device=device)
-    alone = find_eta_star(data, net, train, search, seeds=[1], device=device)
-    a, b = together.seed_result(1), alone.seed_result(1)
-    assert (a.eta_star, a.lo, a.hi) == (b.eta_star, b.lo, b.hi), (
-        f"seed 1 on {device}: eta* {a.eta_star!r} [{a.lo!r}, {a.hi!r}] batched with seed 0, "
-        f"{b.eta_star!r} [{b.lo!r}, {b.hi!r}] alone"
-    )
-    return f"seed 1 batched with seed 0 or alone on {device}: the same eta* {a.eta_star!r} and bracket"
+    results = [find_eta_star(*small_search_cell(device, speculation=k)) for k in (1, 2, 3)]
+    for k, result in zip((2, 3), results[1:]):
+        same_searches(results[0], result, f"k=1 vs k={k} on {device} in {CHECK_LANES} lanes", rounds=False)
+    serial, spec3 = results[0], results[-1]
+    assert spec3.n_rounds < serial.n_rounds, f"k=3 took {spec3.n_rounds} rounds, k=1 {serial.n_rounds}: no fewer"
+    speculative = sum(len(s.speculative) for s in spec3.per_seed)
+    return (f"k=1, 2, 3 on {device} in {CHECK_LANES} lanes: identical eta* {[s.eta_star for s in serial.per_seed]}, "
+            f"brackets and ledgers; rounds {serial.n_rounds} -> {spec3.n_rounds}, {speculative} speculative probes")  # fmt: skip
+
+
+def check_packing(device: str) -> str:
+    """A seed's search alone, beside another seed, and packed with other cells (another input-layer factor, another
+    threshold and budget, muP) in the same lanes: bit-identical eta*, bracket and ledger."""
+    from dataclasses import replace
+
+    from milr_core.search import find_eta_star, search_cells
+
+    run, train, search = small_search_cell(device, seeds=(1,))
+    alone = find_eta_star(run, train, search)
+    beside = find_eta_star(replace(run, seeds=(0, 1)), train, search)
+    same_searches(alone, type(beside)(**{**vars(beside), "per_seed": [beside.seed_result(1)]}), "alone vs beside seed 0")
+    others = [(small_search_cell(device, seeds=(0, 1), input_lr_factor=1.0)[0], train, search),
+              (replace(run, seeds=(2,), threshold=0.7), replace(train, max_steps=90), search),
+              (small_search_cell(device, seeds=(1,), parameterisation="mup")[0], train, search)]
+    packed = search_cells([(run, train, search), *others])
+    same_searches(alone, packed[0], f"alone vs packed with 3 other cells on {device} in {CHECK_LANES} lanes")
+    mixed = find_eta_star(*others[0])
+    same_searches(mixed, packed[1], "input layer at 1x: alone vs packed")
+    return (f"seed 1 alone, beside seed 0 and packed with three other cells (1x input layer, t=0.7 and 90 steps, muP) "
+            f"on {device} in {CHECK_LANES} lanes: the same eta* {alone.per_seed[0].eta_star!r}, brackets and ledgers")
+
+
+def check_cpu_vs_device(device: str) -> str:
+    """eta* of a small cell on the CPU and on ``device`` agree within the search tolerance (float32 both)."""
+    from milr_core.search import find_eta_star
+
+    on_cpu = find_eta_star(*small_search_cell("cpu"))
+    run, train, search = small_search_cell(device)
+    there = find_eta_star(run, train, search)
+    bound = math.log(1 + search.rtol)
+    gaps = []
+    for a, b in zip(on_cpu.per_seed, there.per_seed):
+        assert a.status == b.status == "converged", f"seed {a.seed}: status cpu {a.status}, {device} {b.status}"
+        gap = abs(math.log(a.eta_star / b.eta_star))
+        gaps.append(gap)
+        assert gap <= bound + 1e-12, (
+            f"seed {a.seed}: eta* cpu {a.eta_star!r}, {device} {b.eta_star!r}: |log ratio| {gap:.4f} > log(1 + rtol) {bound:.4f}"
+        )
+    return (f"eta* cpu {[s.eta_star for s in on_cpu.per_seed]} vs {device} {[s.eta_star for s in there.per_seed]}: "
+            f"max |log ratio| {max(gaps):.4f} <= log(1 + rtol) = {bound:.4f}")  # fmt: skip
 
 
 def ledger_difference(a: list[dict], b: list[dict], rtol: float) -> str | None:
@@ -267,32 +320,6 @@ def close_floats(a: float | None, b: float | None, rtol: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rtol * max(1.0, abs(b))
 
 
-def rounding_tolerance(device: str) -> float:
-    """Between probes batched differently: bit for bit on a CPU; float32 rounding on a GPU, where a batched
-    kernel's rounding may depend on the number of replicas K."""
-    return 0.0 if torch.device(device).type == "cpu" else 1e-4
-
-
-def check_speculation(device: str) -> str:
-    """Algorithm 1 with speculation k=1 and k=3: identical eta*, bracket and ledger (round numbers aside)."""
-    from milr_core.search import find_eta_star
-
-    data, net, train, search = small_search_cell()
-    serial = find_eta_star(data, net, train, search, seeds=[0, 1], speculation=1, device=device)
-    spec3 = find_eta_star(data, net, train, search, seeds=[0, 1], speculation=3, device=device)
-    for a, b in zip(serial.per_seed, spec3.per_seed):
-        assert (a.status, a.eta_star, a.lo, a.hi) == (b.status, b.eta_star, b.lo, b.hi), (
-            f"seed {a.seed} on {device}: k=1 {a.status} eta* {a.eta_star!r} [{a.lo!r}, {a.hi!r}], "
-            f"k=3 {b.status} eta* {b.eta_star!r} [{b.lo!r}, {b.hi!r}]"
-        )
-        difference = ledger_difference(path_of(a, rounds=False), path_of(b, rounds=False), rounding_tolerance(device))
-        assert difference is None, f"seed {a.seed} on {device}: k=1 and k=3 ledgers differ: {difference}"
-    assert spec3.n_rounds < serial.n_rounds, f"k=3 took {spec3.n_rounds} rounds, k=1 {serial.n_rounds}: no fewer"
-    speculative = sum(len(s.speculative) for s in spec3.per_seed)
-    return (f"k=1 and k=3 on {device}: identical eta* {[s.eta_star for s in serial.per_seed]}, brackets and "
-            f"ledgers; rounds {serial.n_rounds} -> {spec3.n_rounds}, {speculative} speculative probes")  # fmt: skip
-
-
 def check_cpu_vs_device_probe(device: str) -> str:
     """The same probe on the CPU and on ``device`` in float64: outcomes and steps equal, losses to 1e-9."""
     from milr_core.probe import train_replicas
@@ -316,35 +343,15 @@ def check_cpu_vs_device_probe(device: str) -> str:
     return f"float64 probe cpu vs {device}: outcomes, steps and accuracies equal, max loss gap {worst:.1e} <= 1e-9"
 
 
-def check_cpu_vs_device(device: str) -> str:
-    """eta* of a small cell on the CPU and on ``device`` agree within the search tolerance (float32 both)."""
-    from milr_core.search import find_eta_star
-
-    data, net, train, search = small_search_cell()
-    on_cpu = find_eta_star(data, net, train, search, seeds=[0, 1], device="cpu")
-    there = find_eta_star(data, net, train, search, seeds=[0, 1], device=device)
-    bound = math.log(1 + search.rtol)
-    gaps = []
-    for a, b in zip(on_cpu.per_seed, there.per_seed):
-        assert a.status == b.status == "converged", f"seed {a.seed}: status cpu {a.status}, {device} {b.status}"
-        gap = abs(math.log(a.eta_star / b.eta_star))
-        gaps.append(gap)
-        assert gap <= bound + 1e-12, (
-            f"seed {a.seed}: eta* cpu {a.eta_star!r}, {device} {b.eta_star!r}: |log ratio| {gap:.4f} > log(1 + rtol) {bound:.4f}"
-        )
-    return (f"eta* cpu {[s.eta_star for s in on_cpu.per_seed]} vs {device} {[s.eta_star for s in there.per_seed]}: "
-            f"max |log ratio| {max(gaps):.4f} <= log(1 + rtol) = {bound:.4f}")  # fmt: skip
-
-
 # ----------------------------------------------------------------------------------------------------------
 # the sweep
 
 
 def check_sweep_records(device: str) -> str:
     """A tiny eta* and sharpness sweep on ``device``: four verified records whose provenance names the device."""
+    from milr_core.config import RunOptions
     from milr_core.store import ResultStore, device_name
     from milr_core.sweep import run_sweep
-    from milr_core.config import RunOptions
 
     options = {"gaussians": {"dim": 8, "n_train_per_class": 512, "n_val_per_class": 256}}
     common = {"datasets": ["gaussians"], "dataset_options": options, "depths": [1], "widths": [8], "seeds": [0, 1]}
@@ -378,11 +385,11 @@ CHECKS: list[Callable[[str], str]] = [
     check_sweep_records,
     check_same_seed,
     check_speculation,
-    check_batching,
+    check_packing,
     check_cpu_vs_device,
 ]
-# The float64 oracles and the device plumbing. The float32 comparisons after them (determinism, speculation,
-# batching, CPU vs device eta*) may legitimately differ by a rounding-sized flip of a borderline probe on a GPU:
-# a failure there is reported, not a reason to keep the device's records out of a store.
+# The float64 oracles, the device plumbing, and the float32 exactness that fixed lanes promise (the same seeds twice,
+# speculation and packing in the same lanes: bit for bit). Only eta* across devices may differ by a rounding-sized
+# flip of a borderline probe: it is reported, not a reason to keep the device's records out of a store.
 GATING = {"check_replica_probe", "check_eigensolvers", "check_effective_sharpness", "check_cpu_vs_device_probe",
-          "check_sweep_records"}  # fmt: skip
+          "check_sweep_records", "check_same_seed", "check_speculation", "check_packing"}  # fmt: skip

@@ -31,18 +31,14 @@ from pathlib import Path
 
 from milr_core.config import (
     DATASETS,
-    DTYPES,
-    EIGEN_METHODS,
-    LOSSES,
-    MATRICES,
-    SEARCH_METHODS,
+    OneOf,
     RunOptions,
     SearchConfig,
     SharpnessConfig,
     TrainConfig,
     check_threshold,
 )
-from milr_core.network import PARAMETERISATIONS, NetworkSpec
+from milr_core.network import NetworkSpec
 
 DESCRIPTION = (
     "Maximal initial learning rates in deep ReLU networks: find eta*, measure the sharpness lambda_1 at "
@@ -50,16 +46,6 @@ DESCRIPTION = (
     "execute the book's notebooks. Every command checks its arguments before it reads any data, and prints "
     "its result as JSON. 'milr COMMAND --help' lists a command's options."
 )
-# The choices of a field: the constants its dataclass checks it against.
-CHOICES = {
-    (NetworkSpec, "parameterisation"): tuple(PARAMETERISATIONS),
-    (TrainConfig, "loss"): LOSSES,
-    (SearchConfig, "method"): SEARCH_METHODS,
-    (SharpnessConfig, "method"): EIGEN_METHODS,
-    (SharpnessConfig, "loss"): LOSSES,
-    (SharpnessConfig, "matrix"): MATRICES,
-    (RunOptions, "dtype"): DTYPES,
-}
 SET_BY_DATA = ("in_dim", "out_dim")  # the NetworkSpec fields the dataset fixes
 
 
@@ -113,8 +99,14 @@ def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str
             required=required,
             default=None if required else field.default,
             help=field.metadata.get("help", "").replace("%", "%%"),
-            **value_kind(field.name, hints[field.name], CHOICES.get((cls, field.name))),
+            **value_kind(field.name, hints[field.name], choices_of(field)),
         )
+
+
+def choices_of(field: dataclasses.Field) -> tuple | None:
+    """A field's allowed values, from the constraint its dataclass declares (``config.OneOf``)."""
+    check = field.metadata.get("check")
+    return check.choices if isinstance(check, OneOf) else None
 
 
 def value_kind(name: str, hint: object, choices: tuple | None) -> dict:
@@ -208,7 +200,7 @@ def build_parser() -> Parser:
     add_task(sharp)
     add_section(sharp, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
     add_section(sharp, "sharpness", SharpnessConfig, "measurement (SharpnessConfig)")
-    add_section(sharp, "run", RunOptions, "how it runs (RunOptions)", ("workers", "speculation"))
+    add_section(sharp, "run", RunOptions, "how it runs (RunOptions)", ("workers", "speculation", "lanes"))
     add_out(sharp)
 
     sweep = command("sweep", sweep_command, "Compute a grid (a YAML file) into a resumable result store.")
@@ -283,12 +275,23 @@ def check_out(path: Path | None) -> None:
 
 def prepared_device(run: RunOptions) -> str:
     """The device to compute on, refused if torch sees no such device; torch's threads pinned, TF32 as asked."""
-    from milr_core.sweep import pin_threads, resolve_device, set_precision
+    from milr_core.runtime import pin_threads, resolve_device, set_precision
 
     device = resolve_device(run.device)
-    pin_threads(run)
+    pin_threads(run.threads, run.workers)
     set_precision(device, run.dtype)
     return device
+
+
+def command_run(args: argparse.Namespace, options: RunOptions, seeds: int, threshold: float | None = None):
+    """The ``Run`` of an eta-star or sharpness command: threads pinned, the dataset loaded, device, k, lanes resolved."""
+    from milr_core.data import load_dataset
+    from milr_core.runtime import make_run
+
+    prepared_device(options)
+    dataset = load_dataset(args.dataset)
+    net = NetworkSpec(**checked_network(args), in_dim=dataset.in_dim, out_dim=dataset.n_classes)
+    return make_run(dataset, net, range(seeds), threshold, options)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -298,53 +301,38 @@ def prepared_device(run: RunOptions) -> str:
 def eta_star_command(args: argparse.Namespace) -> dict:
     """eta* of one network per seed, with the search's summary (and ledger)."""
     check_threshold(args.threshold)
-    network = checked_network(args)
+    checked_network(args)
     train, search = TrainConfig(**section_values(args, "train")), SearchConfig(**section_values(args, "search"))
-    run = RunOptions(**section_values(args, "run"))
+    options = RunOptions(**section_values(args, "run"))
     check_fits_data(args.dataset, {}, [train])
     check_out(args.out)
-    device = prepared_device(run)
+    run = command_run(args, options, args.seeds, args.threshold)
 
     import torch
 
-    from milr_core.data import load_dataset
     from milr_core.search import find_eta_star
-    from milr_core.sweep import speculation_for, torch_dtype
 
-    dataset = load_dataset(args.dataset)
-    net = NetworkSpec(**network, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
-    seeds = list(range(args.seeds))
-    result = find_eta_star(
-        dataset, net, train, search, threshold=args.threshold, seeds=seeds,
-        speculation=speculation_for(device, net, len(seeds), run.speculation), device=device,
-        dtype=torch_dtype(run.dtype), progress=run.progress,
-    )  # fmt: skip
+    result = find_eta_star(run, train, search)
     return {
-        "dataset": args.dataset, "data_source": dataset.meta["source"], "depth": net.depth, "width": net.width,
-        "device": device, "torch": torch.__version__, **result.to_dict(ledger=args.ledger),
+        "dataset": args.dataset, "data_source": run.dataset.meta["source"], "depth": run.network.depth,
+        "width": run.network.width, "device": run.device, "torch": torch.__version__, "lanes": run.lanes,
+        **result.to_dict(ledger=args.ledger),
     }  # fmt: skip
 
 
 def sharpness_command(args: argparse.Namespace) -> dict:
     """lambda_1 (and what the sharpness section adds) of one network per seed, at initialisation."""
-    network = checked_network(args)
+    checked_network(args)
     config = SharpnessConfig(**section_values(args, "sharpness"))
-    run = RunOptions(**section_values(args, "run"))
+    options = RunOptions(**section_values(args, "run"))
     check_fits_data(args.dataset, {}, [config])
     check_out(args.out)
-    device = prepared_device(run)
+    run = command_run(args, options, args.seeds)
 
-    from milr_core.data import load_dataset
     from milr_core.sharpness import sharpness_at_init
-    from milr_core.sweep import torch_dtype
 
-    dataset = load_dataset(args.dataset)
-    net = NetworkSpec(**network, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
-    seeds = [
-        sharpness_at_init(dataset, net, seed, config, device=device, dtype=torch_dtype(run.dtype))
-        for seed in range(args.seeds)
-    ]
-    return {"dataset": args.dataset, "data_source": dataset.meta["source"], "device": device, "seeds": seeds}
+    seeds = sharpness_at_init(run, config)
+    return {"dataset": args.dataset, "data_source": run.dataset.meta["source"], "device": run.device, "seeds": seeds}
 
 
 def sweep_command(args: argparse.Namespace) -> dict:

@@ -2,8 +2,12 @@
 
 A record in a result store is determined by its *cell*: dataset, network shape, seed and the sections
 below that its kind reads (``sweep.KINDS``). The grid schema (``grid.py``) and the command-line flags
-(``cli.py``) are read off these classes, so a new field appears in both by itself; each class checks
-its own values in ``__post_init__``, once, and raises ``ValueError`` naming the field and what is allowed.
+(``cli.py``) are read off these classes, so a new field appears in both by itself.
+
+**Constraints are data.** Each field's metadata holds its help text and, under ``"check"``, what values it
+allows (``Range``, ``OneOf``, ``Each``); ``check_fields`` applies them, once, in ``__post_init__``, and raises
+``ValueError`` naming the field, what is allowed and the value (``shown``: a bounded repr). The CLI reads
+the same metadata for its choices and ranges. Checks across fields (a bracket's order) stay in code.
 
 Every default here is **our choice**: the paper states none of them (see the book's chapters). The two
 thresholds it does state, MNIST t = 0.925 and CIFAR-10 t = 0.34, are in ``THRESHOLDS``.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "gaussians")
 # Default validation-accuracy threshold t per dataset, and whose choice it is.
@@ -27,33 +32,136 @@ THRESHOLDS = {
 LOSSES = ("cross_entropy", "mse")
 DTYPES = ("float32", "float64", "tf32")  # tf32: float32 storage, TF32 matmuls on a GPU (an explicit option)
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+SEARCH_METHODS = ("bisection", "ksection")
+EIGEN_METHODS = ("lanczos", "power")
+MATRICES = ("hessian", "ggn")
 # Lewkowycz et al. (2020), full-batch GD on the squared error: eta lambda_1 below 2 stable, in [2, 4) the
 # catapult, 4 and above divergence expected (the upper edge exact for their infinitely wide two-layer model).
 CATAPULT_WINDOW = (2.0, 4.0)
+MAX_SHOWN = 60  # characters of a value quoted in an error message
 
 
-def positive(value: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)``, cut to ``limit`` characters (with its length) so that no message grows with its input."""
+    try:
+        text = repr(value) if not isinstance(value, (list, tuple, dict)) or len(value) <= limit else None
+    except RecursionError:
+        text = None
+    if text is None:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return text if len(text) <= limit else f"{text[:limit - 12]}... ({len(text)} chars)"
 
 
-def whole(value: object, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def default_threshold(dataset: str) -> float:
+    """The validation-accuracy threshold t of ``dataset`` (the paper's for MNIST and CIFAR-10, ours elsewhere)."""
+    return THRESHOLDS[dataset][0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# constraints as data
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A finite number (an integer if ``integer``) between ``low`` and ``high``, each end open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def holds(self, value: object) -> bool:
+        if not is_number(value) or (self.integer and not isinstance(value, int)):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        """What the rule asks, to follow "must": "be positive", "be an integer >= 1", "lie in (0, 1)"."""
+        kind = "be an integer" if self.integer else "be a number"
+        if self.low == 0 and self.low_open and self.high is None:
+            return "be positive" if not self.integer else "be an integer >= 1"
+        if self.high is None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        brackets = ("(" if self.low_open else "[", ")" if self.high_open else "]")
+        if not self.integer:
+            return f"lie in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
+        return f"{kind} in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of ``choices``."""
+
+    choices: tuple
+
+    def holds(self, value: object) -> bool:
+        return isinstance(value, str) and value in self.choices
+
+    def describe(self) -> str:
+        return f"be one of {', '.join(map(str, self.choices))}"
+
+
+@dataclass(frozen=True)
+class Each:
+    """A list whose items each satisfy ``item``: ``length`` of them if given, else any number (at least one unless
+    ``empty``); ``text`` says it in words."""
+
+    item: Range
+    text: str
+    length: int | None = None
+    empty: bool = False
+
+    def holds(self, value: object) -> bool:
+        if not isinstance(value, (tuple, list)) or (self.length is not None and len(value) != self.length):
+            return False
+        return (len(value) > 0 or self.empty) and all(map(self.item.holds, value))
+
+    def describe(self) -> str:
+        return self.text
+
+
+def spec(help: str, check: Range | OneOf | Each | None = None, **kwargs) -> Any:
+    """A dataclass field with its help text and its constraint (``default=`` and the like pass through)."""
+    return field(metadata={"help": help, "check": check}, **kwargs)
+
+
+POSITIVE = Range(0, low_open=True)
+COUNT = Range(1, integer=True)
+FRACTION = Range(0, 1, low_open=True, high_open=True)
+
+
+def check_fields(config: object, owner: str) -> None:
+    """Apply every field's constraint (``None`` passes where the default is None); ValueError naming the field."""
+    for f in fields(config):
+        rule, value = f.metadata.get("check"), getattr(config, f.name)
+        if rule is None or (value is None and f.default is None):
+            continue
+        if not rule.holds(value):
+            raise ValueError(f"{owner}{'.' if owner else ''}{f.name} must {rule.describe()}, got {shown(value)}")
 
 
 def check_threshold(threshold: float | None) -> None:
     """A validation-accuracy threshold lies strictly between 0 and 1 (None: the dataset's default)."""
-    if threshold is not None and not (positive(threshold) and threshold < 1):
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+    if threshold is not None and not FRACTION.holds(threshold):
+        raise ValueError(f"threshold must lie in (0, 1), got {shown(threshold)}")
 
 
 def check_device(device: str) -> None:
-    if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise ValueError(f"unknown device {device!r}; known: auto, cpu, cuda, cuda:N")
+    if device not in DEVICES and not (isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"unknown device {shown(device)}; known: auto, cpu, cuda, cuda:N")
 
 
-def check_choice(owner: str, name: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+# ----------------------------------------------------------------------------------------------------------
+# the protocol sections (hashed into a record's cell: renaming or adding a field changes every hash)
 
 
 @dataclass(frozen=True)
@@ -66,27 +174,15 @@ class TrainConfig:
     the network has blown up).
     """
 
-    batch_size: int = field(default=128, metadata={"help": "examples per SGD step"})
-    epochs: float = field(
-        default=2.0, metadata={"help": "training budget in passes over the training set (unless max_steps is set)"}
-    )
-    max_steps: int | None = field(default=None, metadata={"help": "training budget in SGD steps, instead of epochs"})
-    eval_every: int = field(default=25, metadata={"help": "SGD steps between validation-accuracy checks"})
-    loss: str = field(default="cross_entropy", metadata={"help": "training loss"})
-    max_loss: float = field(default=1e3, metadata={"help": "a training-batch loss above this counts as divergence"})
+    batch_size: int = spec("examples per SGD step", COUNT, default=128)
+    epochs: float = spec("training budget in passes over the training set (unless max_steps is set)", POSITIVE, default=2.0)
+    max_steps: int | None = spec("training budget in SGD steps, instead of epochs", COUNT, default=None)
+    eval_every: int = spec("SGD steps between validation-accuracy checks", COUNT, default=25)
+    loss: str = spec("training loss", OneOf(LOSSES), default="cross_entropy")
+    max_loss: float = spec("a training-batch loss above this counts as divergence", POSITIVE, default=1e3)
 
     def __post_init__(self) -> None:
-        if not whole(self.batch_size, 1):
-            raise ValueError(f"train.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.max_steps is None and not positive(self.epochs):
-            raise ValueError(f"train.epochs must be positive, got {self.epochs!r}")
-        if self.max_steps is not None and not whole(self.max_steps, 1):
-            raise ValueError(f"train.max_steps must be an integer >= 1, got {self.max_steps!r}")
-        if not whole(self.eval_every, 1):
-            raise ValueError(f"train.eval_every must be an integer >= 1, got {self.eval_every!r}")
-        check_choice("train", "loss", self.loss, LOSSES)
-        if not positive(self.max_loss):
-            raise ValueError(f"train.max_loss must be positive, got {self.max_loss!r}")
+        check_fields(self, "train")
 
     def budget_steps(self, n_train: int) -> int:
         if self.batch_size > n_train:
@@ -94,9 +190,6 @@ class TrainConfig:
         if self.max_steps is not None:
             return self.max_steps
         return max(1, math.ceil(self.epochs * (n_train // self.batch_size)))
-
-
-SEARCH_METHODS = ("bisection", "ksection")
 
 
 @dataclass(frozen=True)
@@ -112,49 +205,29 @@ class SearchConfig:
     still succeeds when success is not monotone in the learning rate (a diagnostic; eta* is unchanged).
     """
 
-    method: str = field(
-        default="bisection", metadata={"help": "bisection (the paper's Algorithm 1) or ksection (ours, another estimand)"}
-    )
-    lr_bounds: tuple[float, float] = field(
-        default=(1e-3, 10.0), metadata={"help": "the initial bracket of learning rates, low and high (widened if needed)"}
-    )
-    rtol: float = field(default=0.05, metadata={"help": "the search stops when high / low <= 1 + rtol"})
-    max_widenings: int = field(
-        default=6, metadata={"help": "how often a bracket that misses the edge may be widened by its own ratio"}
-    )
-    lrs_per_round: int = field(default=8, metadata={"help": "learning rates per seed and round (ksection only)"})
-    probe_above: tuple[float, ...] = field(
-        default=(), metadata={"help": "factors f > 1: after the search, also probe eta* x f (a diagnostic)"}
-    )
+    method: str = spec("bisection (the paper's Algorithm 1) or ksection (ours, another estimand)",
+                       OneOf(SEARCH_METHODS), default="bisection")  # fmt: skip
+    lr_bounds: tuple[float, float] = spec("the initial bracket of learning rates, low and high (widened if needed)",
+                                          Each(POSITIVE, "be positive and finite, [low, high]", 2), default=(1e-3, 10.0))  # fmt: skip
+    rtol: float = spec("the search stops when high / low <= 1 + rtol", POSITIVE, default=0.05)
+    max_widenings: int = spec("how often a bracket that misses the edge may be widened by its own ratio",
+                              Range(0, integer=True), default=6)  # fmt: skip
+    lrs_per_round: int = spec("learning rates per seed and round (ksection only)", Range(2, integer=True), default=8)
+    probe_above: tuple[float, ...] = spec("factors f > 1: after the search, also probe eta* x f (a diagnostic)",
+                                          Each(Range(1, low_open=True), "be a list of factors > 1", empty=True), default=())  # fmt: skip
 
     def __post_init__(self) -> None:
-        check_choice("search", "method", self.method, SEARCH_METHODS)
-        if not isinstance(self.lr_bounds, (tuple, list)) or len(self.lr_bounds) != 2:
-            raise ValueError(f"search.lr_bounds must be [low, high], got {self.lr_bounds!r}")
+        check_fields(self, "search")
         lo, hi = self.lr_bounds
-        if not (positive(lo) and positive(hi)):
-            raise ValueError(f"search.lr_bounds must be positive and finite, got {list(self.lr_bounds)}")
         if not lo < hi:
             raise ValueError(f"search.lr_bounds are inverted or equal: low {lo} must be below high {hi}")
         object.__setattr__(self, "lr_bounds", (float(lo), float(hi)))  # a YAML list hashes like the tuple
-        if not positive(self.rtol):
-            raise ValueError(f"search.rtol must be positive, got {self.rtol!r}")
-        if not whole(self.max_widenings, 0):
-            raise ValueError(f"search.max_widenings must be an integer >= 0, got {self.max_widenings!r}")
-        if not whole(self.lrs_per_round, 2):
-            raise ValueError(f"search.lrs_per_round must be an integer >= 2, got {self.lrs_per_round!r}")
-        if not isinstance(self.probe_above, (tuple, list)) or not all(positive(f) and f > 1 for f in self.probe_above):
-            raise ValueError(f"search.probe_above must be a list of factors > 1, got {self.probe_above!r}")
         object.__setattr__(self, "probe_above", tuple(float(f) for f in self.probe_above))
 
     def identity(self) -> dict:
         """What names the estimand in a record's hash: never how it was executed (speculation depth k)."""
         keep = [f.name for f in fields(self) if f.name != "lrs_per_round" or self.method == "ksection"]
         return {name: getattr(self, name) for name in keep}
-
-
-EIGEN_METHODS = ("lanczos", "power")
-MATRICES = ("hessian", "ggn")
 
 
 @dataclass(frozen=True)
@@ -168,41 +241,20 @@ class SharpnessConfig:
     Gauss-Newton lambda_1 (cross-entropy only).
     """
 
-    subset_size: int = field(
-        default=2048, metadata={"help": "training examples in the loss whose curvature is measured"}
-    )
-    subset_seed: int = field(default=0, metadata={"help": "seed of the permutation that picks those examples"})
-    chunk_size: int = field(
-        default=2048, metadata={"help": "examples per chunk of a Hessian-vector product (memory, not the result)"}
-    )
-    method: str = field(default="lanczos", metadata={"help": "eigensolver: lanczos, or power iteration"})
-    tol: float = field(default=1e-5, metadata={"help": "relative residual the top eigenpair must reach"})
-    max_iter: int | None = field(
-        default=None, metadata={"help": "cap on operator products per precision (default: the solver's own)"}
-    )
-    loss: str = field(default="cross_entropy", metadata={"help": "loss whose curvature is measured"})
-    matrix: str = field(default="hessian", metadata={"help": "hessian, or ggn (its Gauss-Newton part)"})
-    effective: bool = field(
-        default=True, metadata={"help": "also measure lambda_1_eff, the curvature the per-layer learning rates see"}
-    )
-    per_layer: bool = field(default=False, metadata={"help": "also measure each layer's diagonal block"})
-    bounds: bool = field(
-        default=False, metadata={"help": "also our bounds of chapter 8 and the Gauss-Newton lambda_1 (cross_entropy only)"}
-    )
+    subset_size: int = spec("training examples in the loss whose curvature is measured", COUNT, default=2048)
+    subset_seed: int = spec("seed of the permutation that picks those examples", Range(0, integer=True), default=0)
+    chunk_size: int = spec("examples per chunk of a Hessian-vector product (memory, not the result)", COUNT, default=2048)
+    method: str = spec("eigensolver: lanczos, or power iteration", OneOf(EIGEN_METHODS), default="lanczos")
+    tol: float = spec("relative residual the top eigenpair must reach", FRACTION, default=1e-5)
+    max_iter: int | None = spec("cap on operator products per precision (default: the solver's own)", COUNT, default=None)
+    loss: str = spec("loss whose curvature is measured", OneOf(LOSSES), default="cross_entropy")
+    matrix: str = spec("hessian, or ggn (its Gauss-Newton part)", OneOf(MATRICES), default="hessian")
+    effective: bool = spec("also measure lambda_1_eff, the curvature the per-layer learning rates see", default=True)
+    per_layer: bool = spec("also measure each layer's diagonal block", default=False)
+    bounds: bool = spec("also our bounds of chapter 8 and the Gauss-Newton lambda_1 (cross_entropy only)", default=False)
 
     def __post_init__(self) -> None:
-        for name in ("subset_size", "chunk_size"):
-            if not whole(getattr(self, name), 1):
-                raise ValueError(f"sharpness.{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not whole(self.subset_seed, 0):
-            raise ValueError(f"sharpness.subset_seed must be an integer >= 0, got {self.subset_seed!r}")
-        check_choice("sharpness", "method", self.method, EIGEN_METHODS)
-        check_choice("sharpness", "loss", self.loss, LOSSES)
-        check_choice("sharpness", "matrix", self.matrix, MATRICES)
-        if not (positive(self.tol) and self.tol < 1):
-            raise ValueError(f"sharpness.tol must lie in (0, 1), got {self.tol!r}")
-        if self.max_iter is not None and not whole(self.max_iter, 1):
-            raise ValueError(f"sharpness.max_iter must be an integer >= 1, got {self.max_iter!r}")
+        check_fields(self, "sharpness")
         if self.bounds and self.loss != "cross_entropy":
             raise ValueError("sharpness.bounds needs loss cross_entropy (our bounds are derived for it)")
 
@@ -216,17 +268,13 @@ class LateConfig:
     accuracy still >= t. ``sharpness`` also measures lambda_1 (raw and effective) at theta_T.
     """
 
-    base_fraction: float = 0.5
-    pretrain_steps: int = 1000
-    late_steps: int = 200
-    sharpness: bool = True
+    base_fraction: float = spec("pretraining LR as a fraction of eta*", Range(0, 1, low_open=True), default=0.5)
+    pretrain_steps: int = spec("pretraining steps (theta_T)", COUNT, default=1000)
+    late_steps: int = spec("steps each late probe trains from theta_T", COUNT, default=200)
+    sharpness: bool = spec("also measure lambda_1 at theta_0 and theta_T", default=True)
 
     def __post_init__(self) -> None:
-        if not (positive(self.base_fraction) and self.base_fraction <= 1):
-            raise ValueError(f"late.base_fraction must lie in (0, 1], got {self.base_fraction!r}")
-        for name in ("pretrain_steps", "late_steps"):
-            if not whole(getattr(self, name), 1):
-                raise ValueError(f"late.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        check_fields(self, "late")
 
 
 @dataclass(frozen=True)
@@ -237,53 +285,14 @@ class TrajectoryConfig:
     (``catapult.py``); f below 2 is the lazy regime of Lewkowycz et al. (2020), f in [2, 4) the catapult.
     """
 
-    eta_lambdas: tuple[float, ...] = (1.0, 3.0)
-    steps: int = 60
-    every: int = 5
+    eta_lambdas: tuple[float, ...] = spec("factors f of eta = f / lambda_1_eff", Each(POSITIVE, "be a non-empty list "
+                                          "of positive numbers"), default=(1.0, 3.0))  # fmt: skip
+    steps: int = spec("gradient-descent steps per factor", COUNT, default=60)
+    every: int = spec("steps between sharpness measurements", COUNT, default=5)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.eta_lambdas, (tuple, list)) or not self.eta_lambdas or not all(map(positive, self.eta_lambdas)):
-            raise ValueError(f"trajectory.eta_lambdas must be a non-empty list of positive numbers, got {self.eta_lambdas!r}")
+        check_fields(self, "trajectory")
         object.__setattr__(self, "eta_lambdas", tuple(float(f) for f in self.eta_lambdas))
-        for name in ("steps", "every"):
-            if not whole(getattr(self, name), 1):
-                raise ValueError(f"trajectory.{name} must be an integer >= 1, got {getattr(self, name)!r}")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a computation runs, not what it computes: only ``dtype`` enters a record's identity.
-
-    ``speculation`` is k, the number of bisection steps evaluated at once (2^k - 1 learning rates per
-    seed and round; the answer does not depend on it); None picks 1 on a CPU and enough to fill a GPU.
-    ``threads`` pins torch's CPU threads per worker (None: the machine's cores / ``workers``), because
-    two processes with default threads on two cores run each step 20-50x slower.
-    """
-
-    device: str = field(
-        default="auto", metadata={"help": "auto (cuda where torch sees one, else cpu), cpu, cuda or cuda:N"}
-    )
-    dtype: str = field(
-        default="float32", metadata={"help": "float32, float64, or tf32 (float32 storage, TF32 matmuls on a GPU)"}
-    )
-    speculation: int | None = field(
-        default=None, metadata={"help": "bisection steps evaluated at once, 1 to 6 (default: 1 on a CPU, more on a GPU)"}
-    )
-    workers: int = field(default=1, metadata={"help": "processes computing cells in parallel"})
-    threads: int | None = field(
-        default=None, metadata={"help": "torch CPU threads per worker (default: the cores / workers)"}
-    )
-    progress: bool = field(default=False, metadata={"help": "show progress bars on stderr"})
-
-    def __post_init__(self) -> None:
-        check_device(self.device)
-        check_choice("run", "dtype", self.dtype, DTYPES)
-        if self.speculation is not None and not (whole(self.speculation, 1) and self.speculation <= 6):
-            raise ValueError(f"speculation must be an integer in [1, 6], got {self.speculation!r}")
-        if not whole(self.workers, 1):
-            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if self.threads is not None and not whole(self.threads, 1):
-            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
 
 
 SECTIONS = {
@@ -293,3 +302,73 @@ SECTIONS = {
     "late": LateConfig,
     "trajectory": TrajectoryConfig,
 }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# how a computation runs (never hashed, but dtype)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a command or a sweep runs, as a user gives it (``auto`` and None resolved per call): only ``dtype``
+    enters a record's identity.
+
+    ``speculation`` is k, the number of bisection steps evaluated at once (2^k - 1 learning rates per
+    seed and round; the answer does not depend on it); None picks 1 on a CPU and enough to fill a GPU.
+    ``lanes`` fixes how many replicas every training step runs (``runtime.py``: a replica's bits then do not
+    depend on what shares its batch); None: elastic on one CPU thread, fixed elsewhere. ``threads`` pins
+    torch's CPU threads per worker (None: the machine's cores / ``workers``), because two processes with
+    default threads on two cores run each step 20-50x slower.
+    """
+
+    device: str = spec("auto (cuda where torch sees one, else cpu), cpu, cuda or cuda:N", default="auto")
+    dtype: str = spec("float32, float64, or tf32 (float32 storage, TF32 matmuls on a GPU)", OneOf(DTYPES),
+                      default="float32")  # fmt: skip
+    speculation: int | None = spec("bisection steps evaluated at once, 1 to 6 (default: 1 on a CPU, more on a GPU)",
+                                   Range(1, 6, integer=True), default=None)  # fmt: skip
+    lanes: int | None = spec("replicas every training step runs, padded (default: elastic on one CPU thread, "
+                             "fixed elsewhere)", Range(1, 256, integer=True), default=None)  # fmt: skip
+    workers: int = spec("processes computing cells in parallel", COUNT, default=1)
+    threads: int | None = spec("torch CPU threads per worker (default: the cores / workers)", COUNT, default=None)
+    progress: bool = spec("show progress bars on stderr", default=False)
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        check_fields(self, "run")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One protocol call, everything resolved: which network on which data, the seeds, the threshold (the
+    dataset's unless given, resolved here once), and how it computes (a concrete device, k, lanes).
+
+    ``find_eta_star``, ``find_late_max_lr``, ``catapult_window`` and ``sharpness_at_init`` take it whole;
+    ``runtime.make_run`` builds one from ``RunOptions``. ``network`` is a ``NetworkSpec`` or any model the lane
+    pool can train (``probe.Replicas``).
+    """
+
+    dataset: Any
+    network: Any
+    seeds: tuple[int, ...] = (0,)
+    threshold: float | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    speculation: int = 1
+    lanes: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        seeds = tuple(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(Range(0, 2**31 - 1, integer=True).holds(s) for s in seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers in [0, 2^31), got {shown(list(seeds))}")
+        object.__setattr__(self, "seeds", seeds)
+        threshold = self.dataset.default_threshold if self.threshold is None else self.threshold
+        check_threshold(threshold)
+        object.__setattr__(self, "threshold", float(threshold))
+        check_device(self.device)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {shown(self.dtype)}")
+        if not Range(1, 6, integer=True).holds(self.speculation):
+            raise ValueError(f"speculation must be an integer in [1, 6], got {shown(self.speculation)}")
+        if self.lanes is not None and not Range(1, 256, integer=True).holds(self.lanes):
+            raise ValueError(f"lanes must be an integer in [1, 256], got {shown(self.lanes)}")

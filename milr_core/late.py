@@ -21,17 +21,18 @@ did to the largest usable learning rate.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from milr_core.config import LateConfig, SearchConfig, SharpnessConfig, TrainConfig
+from milr_core.bisection import SeedSearch
+from milr_core.config import LateConfig, Run, SearchConfig, SharpnessConfig, TrainConfig
 from milr_core.model import init_params
-from milr_core.network import NetworkSpec
-from milr_core.probe import ProbeOutcome, train_replicas
-from milr_core.search import EtaStarResult, SeedSearch, find_eta_star, search_edges
+from milr_core.probe import LanePool, Probe, train_replicas
+from milr_core.runtime import torch_dtype
+from milr_core.search import Driven, EtaStarResult, drive, find_eta_star
 from milr_core.sharpness import sharpness_of, training_subset
+
 
 @dataclass
 class LateResult:
@@ -49,6 +50,10 @@ class LateResult:
         late = [s for s in self.late if s.seed == seed]
         initial = [{"phase": "initial", **r} for r in self.eta_star.seed_result(seed).ledger_records()]
         return initial + [{"phase": "late", **r} for s in late for r in s.ledger_records()]
+
+    def records(self) -> list[tuple[dict, list[dict]]]:
+        """(result, ledger) per seed, as a result store keeps them."""
+        return [(self.seed_record(s.seed), self.seed_ledger(s.seed)) for s in self.eta_star.per_seed]
 
     def seed_record(self, seed: int) -> dict:
         search = self.eta_star.seed_result(seed)
@@ -73,33 +78,35 @@ def suffixed(record: dict, suffix: str) -> dict:
 
 
 def find_late_max_lr(
-    dataset,
-    net: NetworkSpec,
+    run: Run,
     train: TrainConfig = TrainConfig(),
     search: SearchConfig = SearchConfig(),
     late: LateConfig = LateConfig(),
     sharpness: SharpnessConfig = SharpnessConfig(),
-    *,
-    threshold: float | None = None,
-    seeds: Sequence[int] = (0,),
-    speculation: int = 1,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
 ) -> LateResult:
-    """eta* and the largest LR that a network pretrained at ``base_fraction * eta*`` survives, per seed."""
+    """eta* and the largest LR that a network pretrained at ``base_fraction * eta*`` survives, per seed.
+
+    Args:
+        run: the network, data, seeds, threshold and how to compute (``config.Run``); the threshold is shared.
+        train, search: how probes train and how both learning rates are searched (the same for both).
+        late: the pretraining and the late probes (``config.LateConfig``).
+        sharpness: how lambda_1 is measured at theta_0 and theta_T (with ``late.sharpness``).
+
+    Returns:
+        A ``LateResult``: eta*, the late searches, the pretraining LR and accuracy, the sharpness at both ends.
+    """
     start = time.perf_counter()
-    eta = find_eta_star(dataset, net, train, search, threshold=threshold, seeds=seeds, speculation=speculation,
-                        device=device, dtype=dtype, progress=progress)  # fmt: skip
-    threshold = eta.threshold
+    eta = find_eta_star(run, train, search)
+    network, dataset, dtype = run.network, run.dataset, torch_dtype(run.dtype)
     trained = [s for s in eta.per_seed if s.eta_star is not None]
     base_lrs = {s.seed: late.base_fraction * s.eta_star for s in trained}
     states: dict[int, list[torch.Tensor]] = {}
     pretrain_accuracy: dict[int, float] = {}
     if trained:
         outcomes, params = train_replicas(
-            dataset, net, replace(train, max_steps=late.pretrain_steps), [base_lrs[s.seed] for s in trained],
-            [s.seed for s in trained], threshold, device=device, dtype=dtype, stop_at_threshold=False, keep_params=True,
+            dataset, network, replace(train, max_steps=late.pretrain_steps), [base_lrs[s.seed] for s in trained],
+            [s.seed for s in trained], run.threshold, lanes=run.lanes, device=run.device, dtype=dtype,
+            stop_at_threshold=False, keep_params=True,
         )  # fmt: skip
         for row, (seed_search, outcome) in enumerate(zip(trained, outcomes)):
             if outcome.outcome != "diverged":
@@ -109,22 +116,20 @@ def find_late_max_lr(
     measured: dict[int, dict] = {}
     if late.sharpness:
         x, y = training_subset(dataset.x_train, dataset.y_train, sharpness.subset_size, sharpness.subset_seed)
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        for seed in seeds:
-            at_init = sharpness_of(net, init_params(net, [seed], dtype, device), x, y, sharpness, seed)
+        x, y = x.to(device=run.device, dtype=dtype), y.to(run.device)
+        for seed in run.seeds:
+            at_init = sharpness_of(network, init_params(network, [seed], dtype, run.device), x, y, sharpness, seed)
             measured[seed] = suffixed(at_init, "init")
             if seed in states:
-                at_t = sharpness_of(net, [p[None] for p in states[seed]], x, y, sharpness, seed)
+                at_t = sharpness_of(network, [p[None] for p in states[seed]], x, y, sharpness, seed)
                 measured[seed] |= suffixed(at_t, "T")
 
-    late_train = replace(train, max_steps=late.late_steps)
+    def probe(lr: float, seed: int) -> Probe:
+        return Probe(lr, seed, network, late.late_steps, run.threshold, init=states[seed], first_step=late.pretrain_steps,
+                     stop_at_threshold=False)  # fmt: skip
 
-    def prober(lrs: Sequence[float], probe_seeds: Sequence[int]) -> list[ProbeOutcome]:
-        init = [torch.stack(tensors) for tensors in zip(*(states[s] for s in probe_seeds))]
-        return train_replicas(
-            dataset, net, late_train, lrs, probe_seeds, threshold, device=device, dtype=dtype, init=init,
-            first_step=late.pretrain_steps, stop_at_threshold=False,
-        )[0]  # fmt: skip
-
-    searches = search_edges(prober, list(states), search, speculation=speculation, progress=progress)[0] if states else []
-    return LateResult(eta, searches, base_lrs, pretrain_accuracy, measured, time.perf_counter() - start)
+    searches = [Driven(SeedSearch(seed, *search.lr_bounds), search, probe) for seed in states]
+    if searches:
+        pool = LanePool(dataset, replace(train, max_steps=late.late_steps), lanes=run.lanes, device=run.device, dtype=dtype)
+        drive(pool, searches, run.speculation, progress=run.progress)
+    return LateResult(eta, [d.search for d in searches], base_lrs, pretrain_accuracy, measured, time.perf_counter() - start)

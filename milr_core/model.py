@@ -44,12 +44,22 @@ def init_params(
     return params
 
 
-def forward(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Logits (K, B, out_dim) for inputs x of shape (B, in_dim), shared by all replicas, or (K, B, in_dim)."""
-    scalings = spec.layer_scalings()
+def forward(
+    spec: NetworkSpec,
+    params: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    multipliers: Sequence[float | torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Logits (K, B, out_dim) for inputs x of shape (B, in_dim), shared by all replicas, or (K, B, in_dim).
+
+    ``multipliers`` overrides each layer's forward multiplier (the parameterisation's): a number, or a (K, 1, 1)
+    tensor when replicas of different parameterisations share a batch (the lane pool). A multiplication by 1 is
+    skipped; by a number or by a tensor holding it, the product's bits are the same.
+    """
+    scalings = multipliers if multipliers is not None else [s.multiplier for s in spec.layer_scalings()]
     step = 2 if spec.bias else 1
     h = x
-    for layer, scaling in enumerate(scalings):
+    for layer, multiplier in enumerate(scalings):
         weight = params[step * layer]
         if h.dim() == 2:  # inputs shared by all replicas: one (B, in) x (in, K*out) GEMM, x is never copied K times
             n_replicas, fan_in, fan_out = weight.shape
@@ -57,13 +67,45 @@ def forward(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) 
             h = (h @ wide).view(-1, n_replicas, fan_out).transpose(0, 1)
         else:
             h = torch.matmul(h, weight)
-        if scaling.multiplier != 1.0:
-            h = h * scaling.multiplier
+        if isinstance(multiplier, torch.Tensor) or multiplier != 1.0:
+            h = h * multiplier
         if spec.bias:
             h = h + params[step * layer + 1]
         if layer < spec.n_layers - 1:
             h = F.relu(h)
     return h
+
+
+class MLP:
+    """A ``NetworkSpec``'s replicas as the lane pool (``probe.py``) trains them: the ``probe.Replicas`` protocol.
+
+    Lanes may hold networks of one shape with different parameterisations or input-layer factors: their
+    forward and learning-rate multipliers then become per-lane tensors.
+    """
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        self.spec = spec
+        self.in_dim, self.out_dim = spec.in_dim, spec.out_dim
+
+    def shape(self) -> tuple:
+        """What replicas sharing a batch must have in common."""
+        return ("mlp", self.spec.in_dim, self.spec.out_dim, self.spec.depth, self.spec.width, self.spec.bias)
+
+    def init_params(self, seeds: Sequence[int], dtype: torch.dtype, device) -> list[torch.Tensor]:
+        return init_params(self.spec, seeds, dtype, device)
+
+    def lr_multipliers(self) -> list[float]:
+        return parameter_lr_multipliers(self.spec)
+
+    def forward_multipliers(self) -> list[float]:
+        return [scaling.multiplier for scaling in self.spec.layer_scalings()]
+
+    def forward(self, params: Sequence[torch.Tensor], x: torch.Tensor,
+                multipliers: Sequence[float | torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        return forward(self.spec, params, x, multipliers)
+
+    def training_flops_per_example(self) -> int:
+        return self.spec.training_flops_per_example()
 
 
 def per_replica_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from milr_core.config import COUNT, POSITIVE, OneOf, check_fields, spec
 
 
 @dataclass(frozen=True)
@@ -83,28 +85,18 @@ class NetworkSpec:
     Biases are initialised to zero.
     """
 
-    depth: int = field(metadata={"help": "hidden layers (the network has depth + 1 linear layers)"})
-    width: int = field(metadata={"help": "units per hidden layer"})
-    in_dim: int
-    out_dim: int
-    bias: bool = field(default=True, metadata={"help": "give every layer a bias (initialised to zero)"})
-    input_lr_factor: float = field(
-        default=0.1, metadata={"help": "LR multiplier of the input layer (0.1 is ours; 1.0 trains all layers alike)"}
-    )
-    parameterisation: str = field(
-        default="standard", metadata={"help": "how layers are initialised and trained: standard (He init), ntk or mup"}
-    )
+    depth: int = spec("hidden layers (the network has depth + 1 linear layers)", COUNT)
+    width: int = spec("units per hidden layer", COUNT)
+    in_dim: int = spec("inputs (set by the dataset)", COUNT)
+    out_dim: int = spec("outputs, one per class (set by the dataset)", COUNT)
+    bias: bool = spec("give every layer a bias (initialised to zero)", default=True)
+    input_lr_factor: float = spec("LR multiplier of the input layer (0.1 is ours; 1.0 trains all layers alike)",
+                                  POSITIVE, default=0.1)  # fmt: skip
+    parameterisation: str = spec("how layers are initialised and trained: standard (He init), ntk or mup",
+                                 OneOf(tuple(sorted(PARAMETERISATIONS))), default="standard")  # fmt: skip
 
     def __post_init__(self) -> None:
-        for name in ("depth", "width", "in_dim", "out_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (self.input_lr_factor > 0 and math.isfinite(self.input_lr_factor)):
-            raise ValueError(f"input_lr_factor must be positive, got {self.input_lr_factor!r}")
-        if self.parameterisation not in PARAMETERISATIONS:
-            known = ", ".join(sorted(PARAMETERISATIONS))
-            raise ValueError(f"unknown parameterisation {self.parameterisation!r}; known: {known}")
+        check_fields(self, "")
 
     @property
     def n_layers(self) -> int:
@@ -129,6 +121,12 @@ class NetworkSpec:
     def flops_per_example(self) -> int:
         """Multiply-adds x 2 of one forward pass for one example (a backward pass costs about twice this)."""
         return 2 * sum(fi * fo for fi, fo in self.layer_shapes())
+
+    def training_flops_per_example(self) -> int:
+        """FLOPs of one SGD step per example: the forward pass, every layer's weight gradient, and the input
+        gradient of every layer but the first (nothing needs the gradient with respect to the data)."""
+        fan_in, fan_out = self.layer_shapes()[0]
+        return 3 * self.flops_per_example() - 2 * fan_in * fan_out
 
 
 def parameter_layers(spec: NetworkSpec) -> list[int]:

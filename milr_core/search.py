@@ -1,415 +1,130 @@
-"""Finding eta*: Algorithm 1 (bisection), run speculatively, and the k-section search (a different estimand).
+"""Finding eta*: searches (Algorithm 1, ``bisection.py``; or the k-section, ``ksection.py``) driven through lanes.
 
-**The estimand** (``method="bisection"``, the paper's Algorithm 1 with our bracket and end rules). For one
-seed s, a *probe* at learning rate m trains a fresh network (seed s: the same initial weights and batch
-order at every m) by constant-LR SGD and succeeds when its validation accuracy reaches t at a check
-(``probe.py``; failure = divergence or the budget running out first).
+Each seed's search advances in *rounds*: it plans a round's learning rates (one midpoint, or a speculation tree
+of 2^k - 1 of them), the round's probes train in a lane pool (``probe.LanePool``) beside every other search's,
+and when the round's last probe ends the search replays its outcomes and plans the next round. Rounds of
+different seeds, and of different cells (*packing*, ``search_cells``), run side by side: a lane freed by one
+probe takes the next waiting probe of any search at the next check boundary, so a GPU's lanes stay full.
+After a converged search, ``probe_above`` probes eta* x f for each factor (a diagnostic).
 
-1. The bracket [lo, hi] starts at ``lr_bounds``. Bisection: probe the geometric midpoint m = sqrt(lo hi);
-   success sets lo = m, failure sets hi = m; repeat while hi / lo > 1 + rtol. eta* = lo.
-2. Algorithm 1 never probes the ends of its bracket, but it presumes that lo trains. When bisection stops
-   with lo still an unprobed end, lo is probed; when hi is still an unprobed end, hi is probed (in that
-   order). A midpoint that runs out of budget (trains too slowly, or is wrecked without diverging) before
-   any success has the low end probed at once, rather than bisecting down towards it: if lo trains,
-   bisection goes on exactly as Algorithm 1 would; if it does not, step 4 applies.
-3. Widening. If the top end succeeds, the bracket did not reach the edge: it becomes [hi, hi r]
-   (r = the initial ratio hi / lo) and bisection resumes. If the bottom end diverges, the bracket becomes
-   [lo / r, lo]. At most ``max_widenings`` times; then the status is ``no_failure`` (eta* >= hi: censored
-   above) or ``no_success``.
-4. Fallback. If no probe succeeded and the bottom end failed without diverging, the bracket's low end
-   was too slow to train (or no learning rate trains): the precondition of Algorithm 1 fails. The search
-   then looks for a success next to the probe with the best validation accuracy (``zoom``: accuracy
-   taken to rise, then fall, with log LR), and resumes bisection from [that success, the next failure
-   above it]. If the neighbouring gaps shrink below rtol without a success, the status is ``no_success``.
-   Records say ``fallback: true`` when this happened.
-
-Success need not be monotone in the learning rate: a success above a failure is kept in the ledger and
-reported (``non_monotone``); Algorithm 1 returns what its path finds, and ``probe_above`` optionally
-probes fixed multiples of eta* to measure how far above it successes still occur.
-
-**Speculation.** In the bisection phase the next k probes form a binary tree of 2^k - 1 midpoints whose
-shape depends only on (lo, hi). A round probes the whole tree (as replicas of one batched probe, with
-the other seeds' trees), then replays serial bisection through the outcomes: the answer, the bracket and
-the ledger are exactly those of serial Algorithm 1, for any k and any outcomes, monotone or not; k only
-trades compute (probes off the path, counted in ``speculative``) for sequential rounds. Other phases
-probe one learning rate per seed and round.
-
-**Exact given the outcomes; the outcomes are floating point.** A probe's outcome is a function of its
-arithmetic. In float64, and in float32 on one CPU thread (how every committed record was computed), a
-replica computes the same bits whichever replicas share its batch (tests), so k and seed batching change
-nothing. In float32 with several CPU threads, or on a GPU, the kernels chosen for a batched matrix
-product can depend on the batch's size, rounding changes, and a probe near the edge of training can
-flip, after which the path differs. Measured (``benchmarks/bench_eta_star.py``, MNIST 2x128 at 300
-steps, seed 0): eta* 1.334 for k=1 and k=3 on one thread; on two threads k=1 gave 1.540 and k=3 1.334.
-That is the non-monotone band of ``probe_above`` seen from another side; a record's provenance keeps
-device, threads, speculation and seeds batched, which together fix its bits.
-
-**k-section** (``method="ksection"``, ours): each round probes ``lrs_per_round`` learning rates spread
-geometrically over the bracket for every seed, and reads the bracket off the whole ledger (the edge is the
-first failure above the lowest success). It finds the edge in fewer rounds but answers a different
-question when success is not monotone; the paper grids use bisection.
+**Exact given the outcomes; the outcomes are floating point.** Replay follows serial Algorithm 1 through any
+outcomes, so the answer, the bracket and the ledger depend on k, on the seeds batched and on the packing only
+through the probes' arithmetic. With fixed lanes (``runtime.py``) a replica computes the same bits whatever
+shares its pool, so k and packing change nothing; elastic lanes are exact where the arithmetic is
+batch-independent (one CPU thread, float64: tests). Measured before lanes (``benchmarks/bench_eta_star.py``,
+MNIST 2x128 at 300 steps, seed 0): eta* 1.334 for k=1 and k=3 on one CPU thread; on two threads k=1 gave 1.540
+and k=3 1.334; on an H200 k=1 1.540 and k=5 1.334. That band is eta*'s resolution in float32: chapter 13 measures
+it per cell against the seed spread.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from milr_core.config import SearchConfig, TrainConfig, check_threshold
-from milr_core.network import NetworkSpec
-from milr_core.probe import ProbeOutcome, train_replicas
-
-Prober = Callable[[Sequence[float], Sequence[int]], list[ProbeOutcome]]
-STATUSES = ("running", "converged", "no_success", "no_failure")
-
-
-def midpoint(lo: float, hi: float) -> float:
-    """The geometric midpoint; one function, so that a speculative tree and its replay agree bit for bit."""
-    return math.sqrt(lo * hi)
+from milr_core.bisection import Prober, SeedSearch, plan, replay
+from milr_core.config import Run, SearchConfig, TrainConfig
+from milr_core.ksection import ksection_observe, ksection_plan
+from milr_core.probe import LanePool, Probe, ProbeOutcome
+from milr_core.runtime import torch_dtype
 
 
 @dataclass
-class SeedSearch:
-    """The search for one seed: its state, eta*, the final bracket, and every probe on its path (with its round)."""
+class Driven:
+    """One seed's search while it runs: its round's probes (by LR, in plan order) and its probe factory."""
 
-    seed: int
-    lo: float
-    hi: float
-    status: str = "running"
-    phase: str = "bisect"  # bisect | check_lo | check_hi | zoom (the fallback) | done
-    lo_probed: bool = False  # lo is a probed success (else an unprobed end of the bracket)
-    hi_probed: bool = False  # hi is a probed failure
-    widenings: int = 0
-    fallback: bool = False
-    ledger: list[tuple[int, ProbeOutcome]] = field(default_factory=list)
-    speculative: list[ProbeOutcome] = field(default_factory=list)
-    above: list[ProbeOutcome] = field(default_factory=list)
-
-    @property
-    def eta_star(self) -> float | None:
-        return self.lo if self.status == "converged" else None
-
-    def successes(self) -> list[float]:
-        return sorted(o.lr for _, o in self.ledger if o.succeeded)
-
-    def edge(self) -> float | None:
-        """The first failure above the lowest success (failures below it trained too slowly, not too fast)."""
-        successes = self.successes()
-        if not successes:
-            return None
-        return min((o.lr for _, o in self.ledger if not o.succeeded and o.lr > successes[0]), default=None)
-
-    @property
-    def non_monotone(self) -> list[float]:
-        """Learning rates on the path that succeeded although a smaller one, above the lowest success, failed."""
-        edge = self.edge()
-        return [lr for lr in self.successes() if edge is not None and lr > edge]
-
-    @property
-    def largest_success_above(self) -> float | None:
-        """The largest of the ``probe_above`` learning rates that succeeded (None if none did or none ran)."""
-        return max((o.lr for o in self.above if o.succeeded), default=None)
-
-    def record(self) -> dict:
-        """A json-serialisable summary (no ledger)."""
-        return {
-            "seed": self.seed,
-            "status": self.status,
-            "eta_star": self.eta_star,
-            "bracket": [self.lo, self.hi],
-            "n_probes": len(self.ledger),
-            "n_rounds": len({r for r, _ in self.ledger}),
-            "non_monotone": self.non_monotone,
-            "fallback": self.fallback,
-            "widenings": self.widenings,
-            "largest_success_above": self.largest_success_above,
-            "speculative_steps": sum(o.steps for o in self.speculative),
-        }
-
-    def ledger_records(self, curves: bool = False) -> list[dict]:
-        """One dict per probe on the path (with its round), then the ``probe_above`` probes; curves if asked."""
-        path = [{"round": r, **o.to_dict(curves)} for r, o in self.ledger]
-        return path + [{"round": None, "above": True, **o.to_dict(curves)} for o in self.above]
+    search: SeedSearch
+    config: SearchConfig
+    probe: Callable[[float, int], Probe]  # (lr, seed) -> the probe to train
+    group: int = 0  # which cell it belongs to (``search_cells``)
+    rounds: int = 0
+    waiting: dict[float, ProbeOutcome | None] = field(default_factory=dict)
+    above: dict[float, ProbeOutcome | None] | None = None
+    finished: bool = False
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Algorithm 1, serial: what to probe next and what an outcome does
+class SyncPool:
+    """A ``LanePool`` stand-in for a synthetic ``prober(lrs, seeds)``: each call answers every waiting probe (tests,
+    chapter 1's non-monotone oracle)."""
+
+    def __init__(self, prober: Prober) -> None:
+        self.prober = prober
+
+    def run(self, feed: Callable[[], Probe | None], finished: Callable[[Probe, ProbeOutcome, None], None]) -> None:
+        while probes := list(iter(feed, None)):
+            for probe, outcome in zip(probes, self.prober([p.lr for p in probes], [p.seed for p in probes])):
+                finished(probe, outcome, None)
 
 
-def next_lr(search: SeedSearch) -> float | None:
-    """The learning rate serial Algorithm 1 probes next, None when the search is over."""
-    return {"bisect": lambda: midpoint(search.lo, search.hi), "check_lo": lambda: search.lo,
-            "check_hi": lambda: search.hi, "zoom": lambda: midpoint(search.lo, search.hi),
-            "done": lambda: None}[search.phase]()  # fmt: skip
+def drive(pool, searches: list[Driven], speculation: int, *, progress: bool = False,
+          on_group: Callable[[int], None] | None = None) -> None:  # fmt: skip
+    """Run every search to its end through ``pool``; ``on_group(g)`` when the last search of group g has ended."""
+    queue: deque[Probe] = deque()
+    left = {g: sum(d.group == g for d in searches) for g in {d.group for d in searches}}
+    bar = tqdm(desc="eta* probes", unit="probe", disable=not progress, leave=False)
 
-
-def observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, round_: int) -> None:
-    """Advance the search by one probe's outcome (the probe must be ``next_lr(search)``)."""
-    search.ledger.append((round_, outcome))
-    success = outcome.succeeded
-    if search.phase == "bisect":
-        if success:
-            search.lo, search.lo_probed = outcome.lr, True
+    def advance(driven: Driven) -> None:
+        search, config = driven.search, driven.config
+        if search.phase != "done":
+            lrs = plan(search, config, speculation) if config.method == "bisection" else ksection_plan(search, config)
+            driven.rounds += 1
+            driven.waiting = dict.fromkeys(lrs)
+            queue.extend(tagged(driven, lr, "round") for lr in lrs)
+        elif driven.above is None and search.eta_star is not None and config.probe_above:
+            driven.above = dict.fromkeys(search.eta_star * f for f in config.probe_above)
+            queue.extend(tagged(driven, lr, "above") for lr in driven.above)
         else:
-            search.hi, search.hi_probed = outcome.lr, True
-            if outcome.outcome == "budget" and not search.lo_probed:  # too slow, or wrecked: is lo trainable?
-                search.phase = "check_lo"
-                return
-    elif search.phase == "check_lo":
-        if success:
-            search.lo_probed = True
-        elif outcome.outcome == "diverged":
-            widen(search, config, down=True)
-        else:
-            search.fallback = True
-            zoom(search, config)
+            driven.finished = True
+            left[driven.group] -= 1
+            if left[driven.group] == 0 and on_group:
+                on_group(driven.group)
+
+    def tagged(driven: Driven, lr: float, kind: str) -> Probe:
+        probe = driven.probe(lr, driven.search.seed)
+        probe.tag = (driven, lr, kind)
+        return probe
+
+    def finished(probe: Probe, outcome: ProbeOutcome, _) -> None:
+        driven, lr, kind = probe.tag
+        bar.update()
+        target = driven.waiting if kind == "round" else driven.above
+        target[lr] = outcome
+        if any(o is None for o in target.values()):
             return
-    elif search.phase == "check_hi":
-        if success:
-            widen(search, config, down=False)
+        if kind == "above":
+            driven.search.above += list(target.values())
+        elif driven.config.method == "bisection":
+            replay(driven.search, target, driven.config, driven.rounds)
         else:
-            search.hi_probed = True
-    elif search.phase == "zoom":
-        if success:  # a success at last: Algorithm 1 resumes from it and the next failure above it
-            above = [o.lr for _, o in search.ledger if o.lr > outcome.lr]
-            search.lo, search.lo_probed = outcome.lr, True
-            search.hi, search.hi_probed = (min(above), True) if above else (outcome.lr * ratio_of(config), False)
-            search.phase = "bisect"
-        else:
-            zoom(search, config)
-            return
-    settle(search, config)
+            ksection_observe(driven.search, target, driven.config, driven.rounds)
+        bar.set_postfix(bracket=f"[{driven.search.lo:.3g},{driven.search.hi:.3g}]")
+        advance(driven)
+
+    for driven in searches:
+        advance(driven)
+    pool.run(lambda: queue.popleft() if queue else None, finished)
+    bar.close()
 
 
-def settle(search: SeedSearch, config: SearchConfig) -> None:
-    """After an outcome: keep bisecting, check an unprobed end, or stop."""
-    if search.status != "running":
-        search.phase = "done"
-    elif search.hi / search.lo > 1 + config.rtol:
-        search.phase = "bisect"
-    elif not search.lo_probed:
-        search.phase = "check_lo"
-    elif not search.hi_probed:
-        search.phase = "check_hi"
-    else:
-        search.status, search.phase = "converged", "done"
-
-
-def ratio_of(config: SearchConfig) -> float:
-    return config.lr_bounds[1] / config.lr_bounds[0]
-
-
-def widen(search: SeedSearch, config: SearchConfig, down: bool) -> None:
-    """The bracket did not straddle the edge: move it by its initial ratio, or give up (censored)."""
-    search.widenings += 1
-    if search.widenings > config.max_widenings:
-        search.status = "no_success" if down else "no_failure"
-        return
-    r = ratio_of(config)
-    if down:
-        search.lo, search.hi, search.lo_probed, search.hi_probed = search.lo / r, search.lo, False, True
-    else:
-        search.lo, search.hi, search.lo_probed, search.hi_probed = search.hi, search.hi * r, True, False
-
-
-def zoom_target(search: SeedSearch, config: SearchConfig) -> tuple[str, float, float]:
-    """Where to look for a success when none was found yet: ("gap" | "up" | "down" | "none", lo, hi).
-
-    A failure that ran out of budget may have trained too slowly (a small LR) or been wrecked without
-    diverging (a large LR: dead ReLUs, chance accuracy), so its outcome alone does not say on which side
-    of the success window it lies. Accuracy does: taken to rise, then fall, with log LR, the window lies
-    next to the best probe, in the wider gap to its neighbours ("gap"). If the best probe is the largest
-    LR probed, the bracket moves up ("up"); if it is the smallest and its gap is already narrow, down
-    ("down"); once both gaps around an interior best probe are narrower than rtol, no LR reaches the
-    threshold at this resolution ("none").
-    """
-    probes = sorted((o.lr, o.final_accuracy if o.outcome == "budget" else -1.0) for _, o in search.ledger)
-    scores = [-1.0 if math.isnan(score) else score for _, score in probes]
-    best_index = max(range(len(probes)), key=lambda i: scores[i])
-    best = probes[best_index][0]
-    lower = probes[best_index - 1][0] if best_index > 0 else None
-    upper = probes[best_index + 1][0] if best_index + 1 < len(probes) else None
-    if upper is None:
-        return "up", best, best * ratio_of(config)
-    gaps = [(upper / best, best, upper)] + ([(best / lower, lower, best)] if lower is not None else [])
-    widest, lo, hi = max(gaps)
-    if widest > 1 + config.rtol:
-        return "gap", lo, hi
-    if lower is None:
-        return "down", best / ratio_of(config), best
-    return "none", lo, hi
-
-
-def zoom(search: SeedSearch, config: SearchConfig) -> None:
-    """The fallback's next bracket (``zoom_target``); moving it up or down counts as a widening."""
-    where, search.lo, search.hi = zoom_target(search, config)
-    search.phase = "zoom"
-    if where in ("up", "down"):
-        search.widenings += 1
-    if where == "none" or search.widenings > config.max_widenings:
-        search.status, search.phase = "no_success", "done"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Speculative execution of Algorithm 1
-
-
-def speculation_tree(lo: float, hi: float, rtol: float, depth: int) -> list[float]:
-    """The midpoints serial bisection could probe in its next ``depth`` steps from [lo, hi], whatever the outcomes."""
-    if depth == 0 or hi / lo <= 1 + rtol:
-        return []
-    m = midpoint(lo, hi)
-    return [m] + speculation_tree(m, hi, rtol, depth - 1) + speculation_tree(lo, m, rtol, depth - 1)
-
-
-def plan(search: SeedSearch, config: SearchConfig, k: int) -> list[float]:
-    """This round's learning rates for one seed: the speculation tree in the bisection phase, else the next probe."""
-    if search.phase == "bisect":
-        return speculation_tree(search.lo, search.hi, config.rtol, k)
-    lr = next_lr(search)
-    return [] if lr is None else [lr]
-
-
-def replay(search: SeedSearch, outcomes: dict[float, ProbeOutcome], config: SearchConfig, round_: int) -> None:
-    """Serial Algorithm 1 through this round's outcomes; probes it does not reach are speculative."""
-    used = set()
-    while search.phase != "done" and (lr := next_lr(search)) in outcomes and lr not in used:
-        used.add(lr)
-        observe(search, outcomes[lr], config, round_)
-        if search.phase != "bisect":
-            break  # an end check or the fallback comes next: its probe is in a later round
-    search.speculative += [o for lr, o in outcomes.items() if lr not in used]
-
-
-def window_prober(windows: Sequence[tuple[float, float]]) -> Prober:
-    """A synthetic prober that trains nothing: a probe succeeds inside any of ``windows`` (learning-rate
-    intervals, holes allowed), runs out of budget below the first, and diverges elsewhere above it.
-
-    It shows (chapter 1) and tests what the search does with non-monotone outcomes.
-    """
-    lowest = min(lo for lo, _ in windows)
-
-    def prober(lrs: Sequence[float], seeds: Sequence[int]) -> list[ProbeOutcome]:
-        outcomes = []
-        for lr, seed in zip(lrs, seeds):
-            inside = any(lo <= lr <= hi for lo, hi in windows)
-            outcome = "success" if inside else "budget" if lr < lowest else "diverged"
-            accuracy = [(1, 0.95 if inside else 0.5 * lr / lowest)] if outcome != "diverged" else []
-            outcomes.append(ProbeOutcome(lr=float(lr), seed=int(seed), outcome=outcome, steps=1, accuracy=accuracy))
-        return outcomes
-
-    return prober
+def rounds_of(searches: list[Driven]) -> int:
+    """Sequential rounds the searches took: the longest search's, and one more where any probed above eta*."""
+    return max((d.rounds for d in searches), default=0) + any(d.above for d in searches)
 
 
 def search_edges(
-    prober: Prober,
-    seeds: Sequence[int],
-    config: SearchConfig = SearchConfig(),
-    *,
-    speculation: int = 1,
+    prober: Prober, seeds: Sequence[int], config: SearchConfig = SearchConfig(), *, speculation: int = 1,
     progress: bool = False,
-) -> tuple[list[SeedSearch], int]:
-    """Run the search for every seed against ``prober``; returns the searches and the number of rounds (probe calls).
-
-    ``prober(lrs, seeds)`` trains replica k = (lrs[k], seeds[k]) and returns its outcome; the real one
-    wraps ``train_replicas``, tests pass synthetic oracles.
-    """
-    if config.method == "ksection":
-        return ksection(prober, seeds, config, progress=progress)
-    searches = [SeedSearch(seed=int(s), lo=config.lr_bounds[0], hi=config.lr_bounds[1]) for s in seeds]
-    n_rounds = 0
-    bar = tqdm(desc="eta* (Algorithm 1)", unit="probe", disable=not progress, leave=False)
-    while running := [s for s in searches if s.phase != "done"]:
-        plans = [(s, plan(s, config, speculation)) for s in running]
-        calls = [(s, lr) for s, lrs in plans for lr in lrs]
-        n_rounds += 1
-        outcomes = prober([lr for _, lr in calls], [s.seed for s, _ in calls])
-        for s, _ in plans:
-            replay(s, {lr: o for (owner, lr), o in zip(calls, outcomes) if owner is s}, config, n_rounds)
-        bar.update(len(calls))
-        bar.set_postfix(brackets=" ".join(f"[{s.lo:.3g},{s.hi:.3g}]" for s in running))
-    bar.close()
-    above = [(s, s.eta_star * f) for s in searches if s.eta_star is not None for f in config.probe_above]
-    if above:
-        n_rounds += 1
-        for (s, _), outcome in zip(above, prober([lr for _, lr in above], [s.seed for s, _ in above])):
-            s.above.append(outcome)
-    return searches, n_rounds
-
-
-# ----------------------------------------------------------------------------------------------------------
-# k-section: a different estimand (the bracket read off the whole ledger)
-
-
-def ksection(prober: Prober, seeds: Sequence[int], config: SearchConfig, *, progress: bool) -> tuple[list[SeedSearch], int]:
-    """Each round, ``lrs_per_round`` learning rates over every seed's bracket in one probe."""
-    searches = [SeedSearch(seed=int(s), lo=config.lr_bounds[0], hi=config.lr_bounds[1]) for s in seeds]
-    n_rounds = 0
-    bar = tqdm(desc="eta* (k-section)", unit="probe", disable=not progress, leave=False)
-    while running := [s for s in searches if s.status == "running"]:
-        calls = [(s, lr) for s in running for lr in ksection_lrs(s, config.lrs_per_round)]
-        n_rounds += 1
-        for (s, _), outcome in zip(calls, prober([lr for _, lr in calls], [s.seed for s, _ in calls])):
-            s.ledger.append((n_rounds, outcome))
-        bar.update(len(calls))
-        for s in running:
-            if read_bracket(s, config):
-                s.widenings += 1
-                if s.widenings > config.max_widenings:
-                    s.status = "no_success" if not s.successes() else "no_failure"
-    bar.close()
-    for s in searches:
-        s.phase = "done"
-    return searches, n_rounds
-
-
-def read_bracket(search: SeedSearch, config: SearchConfig) -> bool:
-    """Re-read the bracket off the ledger; True when it had to be widened (it does not straddle the edge)."""
-    successes, edge, ratio = search.successes(), search.edge(), ratio_of(config)
-    if successes and edge is not None:
-        search.lo, search.hi = max(lr for lr in successes if lr < edge), edge
-        if edge / search.lo <= 1 + config.rtol:
-            search.status = "converged"
-        return False
-    probed = {o.lr for _, o in search.ledger}
-    if successes:  # nothing failed above the successes: move the bracket up once its top was probed
-        if search.hi not in probed:
-            search.lo = successes[-1]
-            return False
-        search.lo, search.hi = successes[-1], successes[-1] * ratio
-        return True
-    if all(o.outcome == "diverged" for _, o in search.ledger):  # move down once the bottom was probed
-        if search.lo not in probed:
-            return False
-        lowest = min(probed)
-        search.lo, search.hi = lowest / ratio, lowest
-        return True
-    where, lo, hi = zoom_target(search, config)
-    if where == "up" and search.hi not in probed:  # probe the top of the bracket first
-        return False
-    search.lo, search.hi = lo, hi
-    if where == "none":
-        search.status = "no_success"
-    return where in ("up", "down")
-
-
-def ksection_lrs(search: SeedSearch, n_new: int) -> list[float]:
-    """n_new learning rates spread geometrically over [lo, hi], leaving out the ends already probed."""
-    probed = {o.lr for _, o in search.ledger}
-    ends_known = int(search.lo in probed) + int(search.hi in probed)
-    grid = np.geomspace(search.lo, search.hi, n_new + ends_known).tolist()
-    if search.lo in probed:
-        grid = grid[1:]
-    if search.hi in probed:
-        grid = grid[:-1]
-    return [float(lr) for lr in grid]
+) -> tuple[list[SeedSearch], int]:  # fmt: skip
+    """Every seed's search against a synthetic ``prober(lrs, seeds)``; returns the searches and the rounds taken."""
+    searches = [Driven(SeedSearch(int(s), *config.lr_bounds), config, lambda lr, seed: Probe(lr, seed, None, 1, 0.5))
+                for s in seeds]  # fmt: skip
+    drive(SyncPool(prober), searches, speculation, progress=progress)
+    return [d.search for d in searches], rounds_of(searches)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,6 +153,10 @@ class EtaStarResult:
     def seed_result(self, seed: int) -> SeedSearch:
         return next(s for s in self.per_seed if s.seed == seed)
 
+    def records(self, curves: bool = False) -> list[tuple[dict, list[dict]]]:
+        """(result, ledger) per seed, as a result store keeps them (``curves``: every probe's curves too)."""
+        return [(s.record(), s.ledger_records(curves)) for s in self.per_seed]
+
     def to_dict(self, ledger: bool = False) -> dict:
         return {
             "method": self.method,
@@ -451,31 +170,75 @@ class EtaStarResult:
         }
 
 
-def find_eta_star(
-    dataset,
-    net: NetworkSpec,
-    train: TrainConfig = TrainConfig(),
-    search: SearchConfig = SearchConfig(),
+def seed_searches(run: Run, train: TrainConfig, search: SearchConfig, group: int = 0) -> list[Driven]:
+    """The searches of ``run``'s seeds, each probe a fresh network of ``run.network`` trained as ``train`` says."""
+    steps = train.budget_steps(run.dataset.x_train.shape[0])
+
+    def probe(lr: float, seed: int) -> Probe:
+        return Probe(lr, seed, run.network, steps, run.threshold)
+
+    return [Driven(SeedSearch(seed, *search.lr_bounds), search, probe, group) for seed in run.seeds]
+
+
+def search_cells(
+    cells: list[tuple[Run, TrainConfig, SearchConfig]],
+    on_cell: Callable[[int, EtaStarResult], None] | None = None,
     *,
-    threshold: float | None = None,
-    seeds: Sequence[int] = (0,),
-    speculation: int = 1,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    progress: bool = False,
     full_validation: bool = False,
-) -> EtaStarResult:
-    """eta* of ``net`` on ``dataset`` for each seed; the threshold defaults to the dataset's (paper's where known)."""
-    threshold = dataset.meta["default_threshold"] if threshold is None else threshold
-    check_threshold(threshold)
-    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(seeds)}")
+) -> list[EtaStarResult]:
+    """eta* of several cells packed into one lane pool (same dataset and network shape; any learning rates,
+    multipliers, budgets and thresholds), each cell's result handed to ``on_cell(index, result)`` as soon as its
+    last search ends, so that a caller can store it at once.
 
-    def prober(lrs: Sequence[float], probe_seeds: Sequence[int]) -> list[ProbeOutcome]:
-        return train_replicas(
-            dataset, net, train, lrs, probe_seeds, threshold, device=device, dtype=dtype, full_validation=full_validation
-        )[0]
-
+    The first cell's run says how the pool computes (device, dtype, lanes, speculation, progress); the cells must
+    share its dataset, batch size, check interval, loss and divergence bound.
+    """
+    first, train, _ = cells[0]
+    for run, other, _ in cells[1:]:
+        shared = (other.batch_size, other.eval_every, other.loss, other.max_loss)
+        if run.dataset is not first.dataset or shared != (train.batch_size, train.eval_every, train.loss, train.max_loss):
+            raise ValueError("packed cells must share the dataset, batch size, check interval, loss and max_loss")
     start = time.perf_counter()
-    searches, n_rounds = search_edges(prober, seeds, search, speculation=speculation, progress=progress)
-    return EtaStarResult(search.method, threshold, search.rtol, searches, n_rounds, time.perf_counter() - start)
+    searches = [d for index, (run, t, s) in enumerate(cells) for d in seed_searches(run, t, s, index)]
+    results: dict[int, EtaStarResult] = {}
+
+    def finish(index: int) -> None:
+        run, _, search = cells[index]
+        mine = [d for d in searches if d.group == index]
+        results[index] = EtaStarResult(search.method, run.threshold, search.rtol, [d.search for d in mine],
+                                       rounds_of(mine), time.perf_counter() - start)  # fmt: skip
+        if on_cell:
+            on_cell(index, results[index])
+
+    pool = LanePool(first.dataset, train, lanes=first.lanes, device=first.device, dtype=torch_dtype(first.dtype),
+                    full_validation=full_validation)  # fmt: skip
+    drive(pool, searches, first.speculation, progress=first.progress, on_group=finish)
+    return [results[index] for index in range(len(cells))]
+
+
+def find_eta_star(
+    run: Run, train: TrainConfig = TrainConfig(), search: SearchConfig = SearchConfig(), *, full_validation: bool = False
+) -> EtaStarResult:
+    """eta* of ``run.network`` on ``run.dataset`` for each of ``run.seeds``, to ``run.threshold``.
+
+    Args:
+        run: the network, data, seeds, threshold and how to compute (``config.Run``).
+        train: how each probe trains (budget, batch, checks, loss).
+        search: the search (Algorithm 1 by default) and its bracket, tolerance and ``probe_above`` factors.
+        full_validation: keep every probe's full accuracy curve (chapter 1's figure).
+
+    Returns:
+        An ``EtaStarResult``: per seed its ``SeedSearch`` (eta*, status, bracket, ledger), the median, rounds, time.
+
+    Example:
+        >>> from milr_core import NetworkSpec, Run, SearchConfig, TrainConfig, find_eta_star, load_dataset
+        >>> data = load_dataset("gaussians", dim=8, n_train_per_class=512, n_val_per_class=256)
+        >>> net = NetworkSpec(depth=2, width=16, in_dim=data.in_dim, out_dim=data.n_classes)
+        >>> result = find_eta_star(Run(data, net, seeds=(0, 1)), TrainConfig(batch_size=64, max_steps=100),
+        ...                        SearchConfig(lr_bounds=(0.01, 10.0), rtol=0.1))
+        >>> [s.status for s in result.per_seed]
+        ['converged', 'converged']
+        >>> 0.01 < result.median < 100
+        True
+    """
+    return search_cells([(run, train, search)], full_validation=full_validation)[0]

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from milr_core.config import SharpnessConfig
+from milr_core.config import Run, SharpnessConfig
 from milr_core.curvature import (
     OPERATORS,
     BlockOperator,
@@ -38,6 +38,7 @@ from milr_core.curvature import (
 )
 from milr_core.model import flat_lr_multipliers, init_params, layer_blocks
 from milr_core.network import NetworkSpec
+from milr_core.runtime import torch_dtype
 
 
 def training_subset(x: torch.Tensor, y: torch.Tensor, subset_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,21 +81,31 @@ def sharpness_of(
     return record
 
 
-def sharpness_at_init(
-    dataset, net: NetworkSpec, seed: int, config: SharpnessConfig = SharpnessConfig(), *,
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-) -> dict[str, Any]:  # fmt: skip
-    """lambda_1 (and what ``config`` adds) of the network init_params(net, [seed]) on the training subset."""
+def sharpness_at_init(run: Run, config: SharpnessConfig = SharpnessConfig()) -> list[dict[str, Any]]:
+    """lambda_1 (and what ``config`` adds) of each network ``init_params(run.network, [seed])`` on the training subset.
+
+    Args:
+        run: the network, data, seeds and how to compute (``config.Run``; threshold and lanes are not used).
+        config: the subset, solver, tolerance and which quantities (``config.SharpnessConfig``).
+
+    Returns:
+        One record per seed: seed, depth, width, every measured quantity with its residual, and the wall time.
+    """
+    net, dataset = run.network, run.dataset
     if (net.in_dim, net.out_dim) != (dataset.in_dim, dataset.n_classes):
         raise ValueError(
             f"the network maps {net.in_dim} -> {net.out_dim} but the dataset has {dataset.in_dim} inputs, "
             f"{dataset.n_classes} classes"
         )
-    device = torch.device(device)
-    synchronize(device)
-    began = time.perf_counter()
+    device, dtype = torch.device(run.device), torch_dtype(run.dtype)
     x, y = training_subset(dataset.x_train, dataset.y_train, config.subset_size, config.subset_seed)
-    params = init_params(net, [seed], dtype, device)
-    record = sharpness_of(net, params, x.to(device=device, dtype=dtype), y.to(device), config, seed)
-    synchronize(device)
-    return {"seed": seed, "depth": net.depth, "width": net.width, **record, "wall_time_s": time.perf_counter() - began}
+    x, y = x.to(device=device, dtype=dtype), y.to(device)
+    records = []
+    for seed in run.seeds:
+        synchronize(device)
+        began = time.perf_counter()
+        record = sharpness_of(net, init_params(net, [seed], dtype, device), x, y, config, seed)
+        synchronize(device)
+        records.append({"seed": seed, "depth": net.depth, "width": net.width, **record,
+                        "wall_time_s": time.perf_counter() - began})  # fmt: skip
+    return records

@@ -25,7 +25,6 @@ runner returning (result, ledger) per seed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import multiprocessing
 import os
 import time
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from milr_core import ENGINE_VERSION
-from milr_core.config import THRESHOLDS, RunOptions
+from milr_core.config import Run, RunOptions, default_threshold
 from milr_core.grid import KIND_SECTIONS, TRAINED, Grid, GridError, load_grid
 from milr_core.network import NetworkSpec
 from milr_core.store import ResultStore, content_hash, provenance
@@ -46,78 +45,47 @@ POLL_S = 5.0  # how often a worker looks again at groups other workers hold
 # the kinds
 
 
-@dataclass(frozen=True)
-class Job:
-    """What a runner gets: the network, its sections, the seeds, and how to run (device and dtype resolved)."""
-
-    dataset: object
-    net: NetworkSpec
-    sections: dict
-    seeds: list[int]
-    threshold: float | None
-    device: str
-    dtype: object  # torch.dtype
-    speculation: int
+Runner = Callable[[Run, dict], list[tuple[dict, list[dict]]]]  # (run, sections) -> (result, ledger) per seed
 
 
-def run_eta_star(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_eta_star(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     from milr_core.search import find_eta_star
 
-    result = find_eta_star(
-        job.dataset, job.net, job.sections["train"], job.sections["search"], threshold=job.threshold, seeds=job.seeds,
-        speculation=job.speculation, device=job.device, dtype=job.dtype,
-    )  # fmt: skip
-    return [(s.record(), s.ledger_records()) for s in map(result.seed_result, job.seeds)]
+    return find_eta_star(run, sections["train"], sections["search"]).records()
 
 
-def run_search_trace(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_search_trace(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     """One eta* search whose ledger keeps every probe's curves (chapter 1 draws them from the store)."""
     from milr_core.search import find_eta_star
 
-    result = find_eta_star(
-        job.dataset, job.net, job.sections["train"], job.sections["search"], threshold=job.threshold, seeds=job.seeds,
-        speculation=job.speculation, device=job.device, dtype=job.dtype, full_validation=True,
-    )  # fmt: skip
-    return [(s.record(), s.ledger_records(curves=True)) for s in map(result.seed_result, job.seeds)]
+    return find_eta_star(run, sections["train"], sections["search"], full_validation=True).records(curves=True)
 
 
-def run_sharpness(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_sharpness(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     from milr_core.sharpness import sharpness_at_init
 
-    results = [sharpness_at_init(job.dataset, job.net, seed, job.sections["sharpness"], device=job.device, dtype=job.dtype)
-               for seed in job.seeds]  # fmt: skip
-    return [({k: v for k, v in result.items() if k != "wall_time_s"}, []) for result in results]
+    return [({k: v for k, v in r.items() if k != "wall_time_s"}, []) for r in sharpness_at_init(run, sections["sharpness"])]
 
 
-def run_late(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_late(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     from milr_core.late import find_late_max_lr
 
-    late = find_late_max_lr(
-        job.dataset, job.net, job.sections["train"], job.sections["search"], job.sections["late"],
-        job.sections["sharpness"], threshold=job.threshold, seeds=job.seeds, speculation=job.speculation,
-        device=job.device, dtype=job.dtype,
-    )  # fmt: skip
-    return [(late.seed_record(seed), late.seed_ledger(seed)) for seed in job.seeds]
+    return find_late_max_lr(run, *(sections[s] for s in ("train", "search", "late", "sharpness"))).records()
 
 
-def run_catapult(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_catapult(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     from milr_core.catapult import catapult_window
 
-    window = catapult_window(
-        job.dataset, job.net, job.sections["train"], job.sections["search"], job.sections["sharpness"],
-        threshold=job.threshold, seeds=job.seeds, speculation=job.speculation, device=job.device, dtype=job.dtype,
-    )  # fmt: skip
-    return [(window.seed_record(seed), window.seed_ledger(seed)) for seed in job.seeds]
+    return catapult_window(run, *(sections[s] for s in ("train", "search", "sharpness"))).records()
 
 
-def run_trajectory(job: Job) -> list[tuple[dict, list[dict]]]:
+def run_trajectory(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     from milr_core.catapult import catapult_trajectory
 
-    return [(catapult_trajectory(job.dataset, job.net, seed, job.sections["sharpness"], job.sections["trajectory"],
-                                 device=job.device, dtype=job.dtype), []) for seed in job.seeds]  # fmt: skip
+    return [(record, []) for record in catapult_trajectory(run, sections["sharpness"], sections["trajectory"])]
 
 
-KINDS: dict[str, Callable[[Job], list[tuple[dict, list[dict]]]]] = {
+KINDS: dict[str, Runner] = {
     "eta_star": run_eta_star,
     "search_trace": run_search_trace,
     "sharpness": run_sharpness,
@@ -170,7 +138,7 @@ def expand(grid: Grid, identity: Callable[[str, dict], dict]) -> list[Cell]:
                 **{section: section_identity(config) for section, config in variant.sections.items()},
             }
             if grid.kind in TRAINED:
-                common["threshold"] = THRESHOLDS[name][0] if variant.threshold is None else variant.threshold
+                common["threshold"] = default_threshold(name) if variant.threshold is None else variant.threshold
             labels = {"grid": grid.name, "variant": variant.name}
             for depth in grid.depths:
                 for width in grid.widths:
@@ -226,61 +194,37 @@ def stored_identity(name: str, options: dict) -> dict:
 # computing
 
 
-def resolve_device(device: str) -> str:
-    """"auto" as cuda where torch sees a GPU, else cpu; a CUDA device torch does not see is refused."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-def set_precision(device: str, dtype: str) -> None:
-    """TF32 matmuls only when the dtype asks for them (plain fp32 otherwise, also where a GPU defaults to TF32)."""
-    import torch
-
-    tf32 = dtype == "tf32"
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-
-
-def speculation_for(device: str, net: NetworkSpec, n_seeds: int, asked: int | None) -> int:
-    """k: 1 on a CPU (speculation only adds work there); on a GPU enough replicas to fill it (ours, rough)."""
-    if asked is not None:
-        return asked
-    if not device.startswith("cuda"):
-        return 1
-    replicas = min(96.0, max(1.0, 4e7 / net.n_params()))  # small networks leave a GPU idle
-    return max(1, min(5, int(math.log2(replicas / n_seeds + 1))))
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return torch.float64 if name == "float64" else torch.float32
-
-
-def run_group(dataset, cells: list[Cell], run: RunOptions) -> list[dict]:
-    """Compute one seed group in one call; returns one record per cell. Runs wherever the executor puts it."""
-    import torch
+def make_run(dataset, cells: list[Cell], options: RunOptions) -> tuple[Run, dict]:
+    """The ``Run`` of one seed group (device, k and lanes resolved) and its sections' config dataclasses."""
+    from milr_core import runtime
 
     spec = cells[0].spec
-    variant_sections = {s: rebuild(s, spec[s]) for s in KIND_SECTIONS[spec["kind"]]}
+    sections = {s: rebuild(s, spec[s]) for s in KIND_SECTIONS[spec["kind"]]}
     net = NetworkSpec(spec["depth"], spec["width"], dataset.in_dim, dataset.n_classes, **spec["network"])
-    device = resolve_device(run.device)
     seeds = [cell.spec["seed"] for cell in cells]
-    k = speculation_for(device, net, len(seeds), run.speculation)
-    set_precision(device, spec["dtype"])
-    job = Job(dataset, net, variant_sections, seeds, spec.get("threshold"), device, torch_dtype(spec["dtype"]), k)
+    options = dataclasses.replace(options, dtype=spec["dtype"])
+    return runtime.make_run(dataset, net, seeds, spec.get("threshold"), options), sections
+
+
+def run_group(dataset, cells: list[Cell], options: RunOptions) -> list[dict]:
+    """Compute one seed group in one call; returns one record per cell. Runs wherever the executor puts it."""
+    from milr_core.runtime import set_precision
+
+    run, sections = make_run(dataset, cells, options)
+    set_precision(run.device, run.dtype)
     start = time.perf_counter()
-    outcomes = KINDS[spec["kind"]](job)
-    origin = provenance(device, time.perf_counter() - start, seeds_batched=len(seeds), speculation=k,
-                        threads=torch.get_num_threads())  # fmt: skip
+    outcomes = KINDS[cells[0].spec["kind"]](run, sections)
+    return records_of(cells, outcomes, run, time.perf_counter() - start)
+
+
+def records_of(cells: list[Cell], outcomes: list[tuple[dict, list[dict]]], run: Run, wall_time_s: float,
+               **extra) -> list[dict]:  # fmt: skip
+    """One store record per cell of a seed group, with the provenance of the call that computed it."""
+    from milr_core.runtime import arithmetic
+
+    fingerprint = arithmetic(run.device, run.dtype, run.lanes)
+    origin = provenance(run.device, wall_time_s, seeds_batched=len(run.seeds), speculation=run.speculation,
+                        lanes=run.lanes, threads=fingerprint["threads"], arithmetic=fingerprint, **extra)  # fmt: skip
     return [
         {"hash": cell.hash, "cell": cell.spec, "labels": cell.labels, "result": result, "ledger": ledger,
          "provenance": origin}
@@ -293,13 +237,6 @@ def rebuild(section: str, values: dict):
     from milr_core.config import SECTIONS
 
     return SECTIONS[section](**values)
-
-
-def pin_threads(run: RunOptions) -> None:
-    """torch threads = cores / workers unless given: oversubscribed cores make every step 20-50x slower."""
-    import torch
-
-    torch.set_num_threads(run.threads or max(1, (os.cpu_count() or 1) // run.workers))
 
 
 def work(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict | None = None,
@@ -341,14 +278,18 @@ def work(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, dat
 
 def worker_main(grid: Grid, store_path: str, cells: list[Cell], run: RunOptions) -> int:
     """One worker process of a local sweep: pinned threads, the shared claim loop."""
-    pin_threads(run)
+    from milr_core.runtime import pin_threads
+
+    pin_threads(run.threads, run.workers)
     return work(grid, ResultStore(store_path), cells, run)
 
 
 def run_local(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict, bar) -> None:
     if run.workers == 1:
         if run.threads:
-            pin_threads(run)
+            from milr_core.runtime import pin_threads
+
+            pin_threads(run.threads)
         work(grid, store, cells, run, datasets, on_records=lambda records: bar.update(len(records)))
         return
     context = multiprocessing.get_context("spawn")
@@ -370,6 +311,8 @@ def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, 
         ray.init()
     pending, held = [], {}
     try:
+        from milr_core.runtime import resolve_device
+
         device = resolve_device(run.device)
         resources = {"num_gpus": 1} if device.startswith("cuda") else {"num_cpus": 1}
         task = ray.remote(**resources)(ray_task)
@@ -405,7 +348,9 @@ def import_ray():
 
 
 def ray_task(dataset, group: list[Cell], run: RunOptions) -> list[dict]:
-    pin_threads(run)
+    from milr_core.runtime import pin_threads
+
+    pin_threads(run.threads, run.workers)
     return run_group(dataset, group, run)
 
 

@@ -359,7 +359,7 @@ def session(args: argparse.Namespace) -> int:
 def setup_child(args: argparse.Namespace) -> None:
     import torch
 
-    from milr_core.sweep import set_precision
+    from milr_core.runtime import set_precision
 
     torch.set_num_threads(args.threads)
     set_precision(args.device, "tf32" if args.tf32 else "float32")
@@ -465,7 +465,7 @@ def step_bench(args: argparse.Namespace, out: Path, export: Path | None) -> None
             cell = eta_bench.Cell.parse(text)
             dataset = eta_bench.load(cell.dataset, datasets)
             net = eta_bench.net_for(dataset, cell.depth, cell.width)
-            best = eta_bench.speculation_for(args.device, net, len(sizes["seeds"]), None)
+            best = eta_bench.speculation_for(args.device, net.n_params(), len(sizes["seeds"]), None)
             ks = [1, best] if best > 1 else [1, 2]  # on a CPU k=best is 1: k=2 still shows the answers agree
             row = eta_bench.compare_cell(dataset, cell, sizes["seeds"], args.device, ks, ksection=False)
             row["k_best"] = best

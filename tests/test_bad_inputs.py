@@ -90,8 +90,8 @@ CASES = {
     "sharpness subset seed -1": ([*SHARP, "--subset-seed", "-1"], "subset_seed must be an integer >= 0"),
     "sharpness speculation": ([*SHARP, "--speculation", "2"], "unrecognized arguments: --speculation"),
     # sweep: bad grids of every kind
-    "grid depth 0": (*sweep_case(grid(depths=[0])), "every entry of depths must be >= 1"),
-    "grid width -1": (*sweep_case(grid(widths=[-1])), "every entry of widths must be >= 1"),
+    "grid depth 0": (*sweep_case(grid(depths=[0])), "depths[0] must be an integer in [1, 1024], got 0"),
+    "grid width -1": (*sweep_case(grid(widths=[-1])), "widths[0] must be an integer in [1, 65536], got -1"),
     "grid width abc": (*sweep_case(grid(widths=["abc"])), "widths[0] must be int, got 'abc'"),
     "grid threshold 1.5": (*sweep_case(grid(threshold=1.5)), "threshold must lie in (0, 1)"),
     "grid inverted lr bounds": (*sweep_case(grid(search={"lr_bounds": [1.0, 0.1]})), "inverted"),
@@ -160,7 +160,7 @@ def forbid(monkeypatch, *targets: tuple[object, str]) -> None:
         monkeypatch.setattr(owner, name, lambda *a, _message=message, **k: pytest.fail(_message))
 
 
-TRAINING = ((probe, "train_replicas"), (search, "train_replicas"), (sweep, "run_group"), (sharpness, "sharpness_at_init"))
+TRAINING = ((probe, "train_replicas"), (probe.LanePool, "run"), (sweep, "run_group"), (sharpness, "sharpness_at_init"))
 READING = ((data, "load_dataset"), (sweep, "load_datasets"), (store.ResultStore, "to_frame"),
            (reproduce, "sync_ipynb"), (reproduce.papermill, "execute_notebook"))  # fmt: skip
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from milr_core.catapult import catapult_trajectory, regime
-from milr_core.config import RunOptions, SharpnessConfig, TrajectoryConfig
+from milr_core.config import Run, RunOptions, SharpnessConfig, TrajectoryConfig
 from milr_core.data import load_dataset
 from milr_core.grid import GridError, load_grid
 from milr_core.network import NetworkSpec
@@ -23,8 +23,9 @@ def gaussians():
 def test_trajectory_records_loss_every_step_and_lambda_every_few(gaussians):
     spec = NetworkSpec(1, 32, gaussians.in_dim, gaussians.n_classes)
     sharpness = SharpnessConfig(subset_size=64, loss="mse", tol=1e-8)
-    at_init = sharpness_at_init(gaussians, spec, 1, sharpness, dtype=F64)
-    result = catapult_trajectory(gaussians, spec, 1, sharpness, TrajectoryConfig(eta_lambdas=(0.5,), steps=25, every=10))
+    run = Run(gaussians, spec, (1,), dtype="float64")
+    (at_init,) = sharpness_at_init(run, sharpness)
+    (result,) = catapult_trajectory(run, sharpness, TrajectoryConfig(eta_lambdas=(0.5,), steps=25, every=10))
     assert result["lambda_1_eff"] == pytest.approx(at_init["lambda_1_eff"], rel=1e-6)  # same network, subset, loss
     (run,) = result["runs"]
     assert len(run["loss"]) == 25 and run["diverged_at"] is None
@@ -39,7 +40,8 @@ def test_below_the_window_is_lazy_and_inside_it_catapults(gaussians):
     below its start, below 2 / eta."""
     spec = NetworkSpec(2, 256, gaussians.in_dim, gaussians.n_classes)
     sharpness = SharpnessConfig(subset_size=256, loss="mse", tol=1e-5)
-    lazy, catapult = catapult_trajectory(gaussians, spec, 0, sharpness, TrajectoryConfig((0.5, 3.0), steps=30, every=15))["runs"]
+    (result,) = catapult_trajectory(Run(gaussians, spec, dtype="float64"), sharpness, TrajectoryConfig((0.5, 3.0), steps=30, every=15))
+    lazy, catapult = result["runs"]
     assert all(later < earlier for earlier, later in zip(lazy["loss"], lazy["loss"][1:]))
     assert lazy["lambda_1"][-1] == pytest.approx(lazy["lambda_1"][0], rel=0.05)
     assert catapult["diverged_at"] is None

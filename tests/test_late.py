@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from milr_core.config import LateConfig, SearchConfig, SharpnessConfig, TrainConfig
+from milr_core.config import LateConfig, Run, SearchConfig, SharpnessConfig, TrainConfig
 from milr_core.data import load_dataset
 from milr_core.late import find_late_max_lr
 from milr_core.network import NetworkSpec
@@ -45,14 +45,14 @@ def test_late_max_lr_continues_from_the_pretrained_network_and_measures_the_shar
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     sharpness = SharpnessConfig(subset_size=256, tol=1e-4)
     late = LateConfig(pretrain_steps=200, late_steps=60)
-    result = find_late_max_lr(gaussians, net, train, SearchConfig(lr_bounds=(0.01, 1.0)), late, sharpness, seeds=[0])
+    result = find_late_max_lr(Run(gaussians, net), train, SearchConfig(lr_bounds=(0.01, 1.0)), late, sharpness)
     record = result.seed_record(0)
     assert record["base_lr"] == pytest.approx(0.5 * record["eta_star"])
     assert record["pretrain_accuracy"] >= 0.8  # the pretrained state is past the threshold
     assert record["late_status"] in ("converged", "no_failure")
     phases = {entry["phase"] for entry in result.seed_ledger(0)}
     assert phases == {"initial", "late"}
-    at_init = sharpness_at_init(gaussians, net, 0, sharpness)
+    (at_init,) = sharpness_at_init(Run(gaussians, net), sharpness)
     assert record["lambda_1_init"] == pytest.approx(at_init["lambda_1"], rel=1e-5)  # the same network and subset
     assert record["lambda_1_eff_init"] == pytest.approx(at_init["lambda_1_eff"], rel=1e-5)
     assert record["lambda_1_T"] != pytest.approx(record["lambda_1_init"], rel=1e-3)  # training moved it

@@ -6,20 +6,25 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
 # Pipeline stages, upstream first: a module may import its own stage and those above it, never one below.
 STAGES = [
-    {"config", "network"},  # what is computed: settings and networks, no torch
-    {"model", "datafiles", "data"},  # networks as tensors, dataset files, datasets
+    {"brief", "config", "network"},  # what is computed: settings and networks, no torch; bounded quoting
+    {"model", "datafiles", "data", "runtime"},  # networks as tensors, dataset files, datasets; device, threads, lanes
     {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
-    {"search", "sharpness"},  # Algorithm 1, the sharpness protocol
+    {"bisection", "ksection", "search", "sharpness"},  # Algorithm 1 and the k-section, searches in lanes, sharpness
     {"late", "catapult"},  # protocols built on both
-    {"store", "grid", "repository"},  # records, grids, where the committed store is
+    {"store", "store_claims", "grid", "safe_yaml", "preflight", "workers", "repository"},  # records and claims,
+    # grids and their YAML, checks before compute, supervised worker processes, where the committed store is
     {"sweep"},  # cells, kinds, executors
     {"experiments"},  # the book's grids per profile
+    {"censored"},  # cells, censored regression, the cell-and-seed bootstrap
     {"fit"},  # power-law fits
+    {"intervals"},  # intervals of statistics that are not fits
     {"tables", "predict"},  # every tidy summary of eta*
     {"sharpness_tables"},  # and of the sharpness
+    {"rules"},  # verdicts from numbers with intervals, our thresholds
+    {"sharpness_claims", "extensions"},  # claims (c)-(d), (e)-(g)
     {"claims"},  # the claims table, read off the tables
-    {"style", "plot", "plot_curvature", "landing"},  # drawing
-    {"reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
+    {"style", "plot", "plot_curvature", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
+    {"colab", "reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
     {"cli"},  # the command line
 ]
 ENGINE = set().union(*STAGES[:5])  # trains and measures: no pandas, no plotting

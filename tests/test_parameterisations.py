@@ -85,7 +85,7 @@ def test_lr_multipliers_are_as_documented(gaussians, input_lr_factor):
 
 
 def test_unknown_parameterisation_is_a_clear_error(gaussians):
-    with pytest.raises(ValueError, match=r"unknown parameterisation 'mu_p'; known: mup, ntk, standard"):
+    with pytest.raises(ValueError, match=r"parameterisation must be one of mup, ntk, standard, got 'mu_p'"):
         spec_for(gaussians, "mu_p")
 
 
@@ -98,5 +98,5 @@ def test_sweep_accepts_a_parameterisation():
     cells = sweep.expand(load_grid(grid), sweep.stored_identity)
     assert [c.spec["network"]["parameterisation"] for c in cells] == ["standard", "ntk", "mup"]
     assert len({c.hash for c in cells}) == 3
-    with pytest.raises(GridError, match="unknown parameterisation 'bogus'"):
+    with pytest.raises(GridError, match="parameterisation must be one of mup, ntk, standard, got 'bogus'"):
         load_grid(grid | {"variants": [{"name": "bogus", "network": {"parameterisation": "bogus"}}]})

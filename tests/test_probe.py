@@ -1,13 +1,15 @@
 """The batched training probe against K separate single-LR runs, and eta* on the real two-Gaussian task."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from milr_core.config import SearchConfig, TrainConfig
+from milr_core.config import Run, SearchConfig, TrainConfig
 from milr_core.data import load_dataset
 from milr_core.network import NetworkSpec
-from milr_core.probe import train_replicas
-from milr_core.search import find_eta_star
+from milr_core.probe import LanePool, Probe, train_replicas
+from milr_core.search import find_eta_star, search_cells
 
 
 def run_probe(dataset, net, train, lrs, seeds, threshold, **options):
@@ -87,10 +89,10 @@ def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching
     net = spec_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     search = SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05)
-    together = find_eta_star(gaussians, net, train, search, seeds=[0, 1])
-    again = find_eta_star(gaussians, net, train, search, seeds=[0, 1])
-    alone = find_eta_star(gaussians, net, train, search, seeds=[1])
-    speculative = find_eta_star(gaussians, net, train, search, seeds=[0, 1], speculation=3)
+    together = find_eta_star(Run(gaussians, net, (0, 1)), train, search)
+    again = find_eta_star(Run(gaussians, net, (0, 1)), train, search)
+    alone = find_eta_star(Run(gaussians, net, (1,)), train, search)
+    speculative = find_eta_star(Run(gaussians, net, (0, 1), speculation=3), train, search)
     assert [s.record() for s in together.per_seed] == [s.record() for s in again.per_seed]  # bit for bit
     assert together.seed_result(1).ledger_records() == alone.seed_result(1).ledger_records()
     for serial, fast in zip(together.per_seed, speculative.per_seed):  # k = 3: the same answer and path
@@ -101,13 +103,66 @@ def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching
 def test_eta_star_on_the_gaussian_task_separates_success_from_failure(gaussians):
     net = spec_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
-    threshold = gaussians.meta["default_threshold"]
-    result = find_eta_star(gaussians, net, train, SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05), seeds=[0])
+    threshold = gaussians.default_threshold
+    result = find_eta_star(Run(gaussians, net), train, SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05))
     search = result.per_seed[0]
     assert search.status == "converged"
     assert search.hi / search.lo <= 1.05
     below, above = run_probe(gaussians, net, train, [search.lo, search.hi], [0, 0], threshold)
     assert below.succeeded and not above.succeeded
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """MNIST-shaped data labelled by a random linear teacher: a layer wide enough (128) that two threads split its
+    products, and a task a small network learns in tens of steps."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 784, generator=g)
+    y = (x @ torch.randn(784, 10, generator=g)).argmax(dim=1)
+    return SimpleNamespace(name="planted", x_train=x, y_train=y, x_val=x[:600], y_val=y[:600], in_dim=784,
+                           n_classes=10, default_threshold=0.5)  # fmt: skip
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_fixed_lanes_a_replica_computes_the_same_bits_whatever_shares_its_pool(planted, threads):
+    """Lanes (issue 23): a replica alone, beside others in any lane, or beside networks with another input-layer
+    factor or parameterisation, computes the same bits (loss and accuracy at every check), on 1 and 2 threads."""
+    torch.set_num_threads(threads)
+    try:
+        train = TrainConfig(batch_size=64, max_steps=30, eval_every=10)
+        net = NetworkSpec(2, 128, 784, 10)
+        alone = train_replicas(planted, net, train, [0.3], [0], 0.99, lanes=6, full_validation=True)[0][0]
+        crowd = train_replicas(planted, net, train, [0.1, 2.0, 0.3, 0.05], [1, 2, 0, 0], 0.99, lanes=6, full_validation=True)[0]
+        pool = LanePool(planted, train, lanes=6, full_validation=True)
+        probes = [Probe(0.2, 3, NetworkSpec(2, 128, 784, 10, input_lr_factor=1.0), 30, 0.99, tag="1x"),
+                  Probe(0.3, 0, net, 30, 0.99, tag="ours"), Probe(0.5, 1, NetworkSpec(2, 128, 784, 10, parameterisation="mup"),
+                  20, 0.99, tag="mup")]  # fmt: skip
+        ended = {}
+        pool.run(lambda: probes.pop(0) if probes else None, lambda probe, outcome, _: ended.update({probe.tag: outcome}))
+    finally:
+        torch.set_num_threads(1)
+    for other in (crowd[2], ended["ours"]):
+        assert (other.outcome, other.steps, other.loss, other.accuracy) == (alone.outcome, alone.steps, alone.loss, alone.accuracy)
+    assert len(alone.loss) == 3 and pool.lane_steps == 6 * 30 and pool.replica_steps == 30 + 30 + 20
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_fixed_lanes_speculation_depth_and_packing_change_no_bit_of_a_search(planted, threads):
+    """Algorithm 1 at k = 1, 2, 3 and packed with another cell in the same 8 lanes: identical eta*, bracket and ledger."""
+    torch.set_num_threads(threads)
+    try:
+        train, search = TrainConfig(batch_size=64, max_steps=40, eval_every=10), SearchConfig(lr_bounds=(0.01, 10.0), rtol=0.2)
+        net = NetworkSpec(2, 128, 784, 10)
+        runs = [find_eta_star(Run(planted, net, (0, 1), threshold=0.3, speculation=k, lanes=8), train, search) for k in (1, 2, 3)]
+        other = Run(planted, NetworkSpec(2, 128, 784, 10, input_lr_factor=1.0), (2,), threshold=0.28, lanes=8)
+        packed = search_cells([(Run(planted, net, (0, 1), threshold=0.3, lanes=8), train, search), (other, train, search)])[0]
+    finally:
+        torch.set_num_threads(1)
+    ledgers = [[[{k: v for k, v in probe.items() if k != "round"} for probe in s.ledger_records()] for s in r.per_seed]
+               for r in (*runs, packed)]  # fmt: skip
+    assert all(ledger == ledgers[0] for ledger in ledgers) and runs[2].n_rounds < runs[0].n_rounds
+    assert all([s.eta_star for s in r.per_seed] == [s.eta_star for s in runs[0].per_seed] for r in (*runs, packed))
+    assert {s.status for s in runs[0].per_seed} == {"converged"}
 
 
 @pytest.mark.parametrize(
@@ -118,7 +173,7 @@ def test_eta_star_on_the_gaussian_task_separates_success_from_failure(gaussians)
         (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [0.1], [0], threshold=1.0), "threshold"),
         (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [-0.1], [0], threshold=0.8), "positive"),
         (lambda ds: SearchConfig(lr_bounds=(1.0, 0.1)), "inverted"),
-        (lambda ds: find_eta_star(ds, spec_for(ds), threshold=0.0), "threshold"),
+        (lambda ds: find_eta_star(Run(ds, spec_for(ds), threshold=0.0)), "threshold"),
         (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(batch_size=10**6), [0.1], [0], 0.8), "exceeds"),
         (lambda ds: TrainConfig(batch_size=0), "batch_size"),
         (lambda ds: TrainConfig(loss="hinge"), "train.loss must be one of"),

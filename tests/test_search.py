@@ -7,7 +7,8 @@ import pytest
 
 from milr_core.config import SearchConfig
 from milr_core.probe import ProbeOutcome
-from milr_core.search import search_edges, speculation_tree
+from milr_core.bisection import speculation_tree
+from milr_core.search import search_edges
 
 
 def oracle(edges: dict[int, float], too_slow_below: float = 0.0, islands: tuple[float, ...] = (), dead_until: float = 0.0):

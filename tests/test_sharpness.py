@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from milr_core.config import SharpnessConfig
+from milr_core.config import Run, SharpnessConfig
 from milr_core.curvature import GaussNewtonOperator, HessianOperator, PreconditionedOperator, to_dense
 from milr_core.model import flat_lr_multipliers, init_params
 from milr_core.network import NetworkSpec
@@ -17,7 +17,13 @@ F64 = torch.float64
 def tiny_dataset(n: int = 40) -> SimpleNamespace:
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(n, 4, generator=g, dtype=F64), torch.randint(0, 3, (n,), generator=g)
-    return SimpleNamespace(x_train=x.float(), y_train=y, x_val=x.float(), y_val=y, meta={}, in_dim=4, n_classes=3)
+    return SimpleNamespace(x_train=x.float(), y_train=y, x_val=x.float(), y_val=y, meta={}, in_dim=4, n_classes=3,
+                           default_threshold=0.5)
+
+
+def measured(dataset, spec, seed, config=SharpnessConfig(), dtype="float32"):
+    """sharpness_at_init of one seed's network."""
+    return sharpness_at_init(Run(dataset, spec, (seed,), dtype=dtype), config)[0]
 
 
 def dense_on_subset(spec, seed, config, matrix=HessianOperator):
@@ -30,7 +36,7 @@ def dense_on_subset(spec, seed, config, matrix=HessianOperator):
 def test_sharpness_at_init_measures_the_engines_network_on_its_subset():
     spec = NetworkSpec(2, 5, 4, 3)  # input layer at 0.1x: raw and effective sharpness differ
     config = SharpnessConfig(subset_size=25, subset_seed=7, chunk_size=10, tol=1e-9, per_layer=True)
-    record = sharpness_at_init(tiny_dataset(), spec, 3, config, dtype=F64)
+    record = measured(tiny_dataset(), spec, 3, config, dtype="float64")
     hessian, _, _ = dense_on_subset(spec, 3, config)
     p = flat_lr_multipliers(spec)
     assert record["lambda_1"] == pytest.approx(torch.linalg.eigvalsh(hessian)[-1].item(), rel=1e-8)
@@ -43,12 +49,12 @@ def test_sharpness_at_init_measures_the_engines_network_on_its_subset():
 
 def test_effective_sharpness_equals_the_raw_one_when_every_layer_trains_at_one_rate():
     spec = NetworkSpec(2, 5, 4, 3, input_lr_factor=1.0)
-    record = sharpness_at_init(tiny_dataset(), spec, 1, SharpnessConfig(subset_size=30, tol=1e-10), dtype=F64)
+    record = measured(tiny_dataset(), spec, 1, SharpnessConfig(subset_size=30, tol=1e-10), dtype="float64")
     assert record["lambda_1_eff"] == pytest.approx(record["lambda_1"], rel=1e-8)
 
 
 def test_float32_default_path_converges_to_its_true_residual():
-    record = sharpness_at_init(tiny_dataset(), NetworkSpec(2, 16, 4, 3), 0, SharpnessConfig(subset_size=40, tol=1e-4))
+    record = measured(tiny_dataset(), NetworkSpec(2, 16, 4, 3), 0, SharpnessConfig(subset_size=40, tol=1e-4))
     assert record["lambda_1_converged"] and record["lambda_1_residual"] <= 1e-4 and record["lambda_1_dtype"] == "float32"
 
 
@@ -57,10 +63,10 @@ def test_bounds_record_our_bounds_and_the_gauss_newton_lambda_on_the_same_networ
 
     spec = NetworkSpec(2, 5, 4, 3)
     base = SharpnessConfig(subset_size=25, subset_seed=7, chunk_size=10, tol=1e-9)
-    plain = sharpness_at_init(tiny_dataset(), spec, 3, base, dtype=F64)
+    plain = measured(tiny_dataset(), spec, 3, base, dtype="float64")
     assert "lower_bound" not in plain and "lambda_1_ggn" not in plain
     config = SharpnessConfig(subset_size=25, subset_seed=7, chunk_size=10, tol=1e-9, bounds=True)
-    result = sharpness_at_init(tiny_dataset(), spec, 3, config, dtype=F64)
+    result = measured(tiny_dataset(), spec, 3, config, dtype="float64")
     assert result["lambda_1"] == pytest.approx(plain["lambda_1"], rel=1e-12)  # the option changes nothing else
     ggn, params, x = dense_on_subset(spec, 3, config, GaussNewtonOperator)
     assert result["lambda_1_ggn"] == pytest.approx(torch.linalg.eigvalsh(ggn)[-1].item(), rel=1e-8)
@@ -92,9 +98,9 @@ def test_bad_settings_raise_one_clear_error(overrides, message):
 
 def test_a_subset_larger_than_the_data_and_a_mismatched_network_are_refused():
     with pytest.raises(ValueError, match="subset_size must be in"):
-        sharpness_at_init(tiny_dataset(), NetworkSpec(1, 3, 4, 3), 0, SharpnessConfig(subset_size=41))
+        measured(tiny_dataset(), NetworkSpec(1, 3, 4, 3), 0, SharpnessConfig(subset_size=41))
     with pytest.raises(ValueError, match="classes"):
-        sharpness_at_init(tiny_dataset(), NetworkSpec(1, 3, 4, 10), 0)
+        measured(tiny_dataset(), NetworkSpec(1, 3, 4, 10), 0)
 
 
 def test_preconditioner_must_be_positive():
