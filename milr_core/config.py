@@ -6,8 +6,11 @@ below that its kind reads (``sweep.KINDS``). The grid schema (``grid.py``) and t
 
 **Constraints are data.** Each field's metadata holds its help text and, under ``"check"``, what values it
 allows (``Range``, ``OneOf``, ``Each``); ``check_fields`` applies them, once, in ``__post_init__``, and raises
-``ValueError`` naming the field, what is allowed and the value (``shown``: a bounded repr). The CLI reads
-the same metadata for its choices and ranges. Checks across fields (a bracket's order) stay in code.
+``ValueError`` naming the field, what is allowed and the value (``brief``: a bounded repr). The CLI reads
+the same metadata for its choices and names the flag; the grid schema reads it through the dataclasses. A range
+says what a value means (a positive rtol) and what a run can finish (1 + 1e-20 == 1, so an rtol of 1e-20 never
+ends a bisection; a seed takes 31 bits); the upper ends are ours, generous, and on the safe side. Checks across
+fields (a bracket's order) stay in code.
 
 Every default here is **our choice**: the paper states none of them (see the book's chapters). The two
 thresholds it does state, MNIST t = 0.925 and CIFAR-10 t = 0.34, are in ``THRESHOLDS``.
@@ -20,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from milr_core.brief import brief
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "gaussians")
 # Default validation-accuracy threshold t per dataset, and whose choice it is.
@@ -38,20 +43,6 @@ MATRICES = ("hessian", "ggn")
 # Lewkowycz et al. (2020), full-batch GD on the squared error: eta lambda_1 below 2 stable, in [2, 4) the
 # catapult, 4 and above divergence expected (the upper edge exact for their infinitely wide two-layer model).
 CATAPULT_WINDOW = (2.0, 4.0)
-MAX_SHOWN = 60  # characters of a value quoted in an error message
-
-
-def shown(value: object, limit: int = MAX_SHOWN) -> str:
-    """``repr(value)``, cut to ``limit`` characters (with its length) so that no message grows with its input."""
-    try:
-        text = repr(value) if not isinstance(value, (list, tuple, dict)) or len(value) <= limit else None
-    except RecursionError:
-        text = None
-    if text is None:
-        return f"<{type(value).__name__} of {len(value)} items>"
-    return text if len(text) <= limit else f"{text[:limit - 12]}... ({len(text)} chars)"
-
-
 def default_threshold(dataset: str) -> float:
     """The validation-accuracy threshold t of ``dataset`` (the paper's for MNIST and CIFAR-10, ours elsewhere)."""
     return THRESHOLDS[dataset][0]
@@ -85,16 +76,18 @@ class Range:
     def describe(self) -> str:
         """What the rule asks, to follow "must": "be positive", "be an integer >= 1", "lie in (0, 1)"."""
         kind = "be an integer" if self.integer else "be a number"
+        low, high = (f"{int(x)}" if self.integer and x is not None else f"{x:g}" if x is not None else ""
+                     for x in (self.low, self.high))  # fmt: skip
         if self.low == 0 and self.low_open and self.high is None:
             return "be positive" if not self.integer else "be an integer >= 1"
         if self.high is None:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{kind} {'>' if self.low_open else '>='} {low}"
         if self.low is None:
-            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+            return f"{kind} {'<' if self.high_open else '<='} {high}"
         brackets = ("(" if self.low_open else "[", ")" if self.high_open else "]")
         if not self.integer:
-            return f"lie in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
-        return f"{kind} in {brackets[0]}{self.low:g}, {self.high:g}{brackets[1]}"
+            return f"lie in {brackets[0]}{low}, {high}{brackets[1]}"
+        return f"{kind} in {brackets[0]}{low}, {high}{brackets[1]}"
 
 
 @dataclass(frozen=True)
@@ -137,6 +130,9 @@ def spec(help: str, check: Range | OneOf | Each | None = None, **kwargs) -> Any:
 POSITIVE = Range(0, low_open=True)
 COUNT = Range(1, integer=True)
 FRACTION = Range(0, 1, low_open=True, high_open=True)
+STEPS = Range(1, 10**8, integer=True)
+SEED = Range(0, 2**31 - 1, integer=True)  # torch's and our generators take 31 bits
+MAX_SEEDS = 10_000  # seeds one grid or command may ask for
 
 
 def check_fields(config: object, owner: str) -> None:
@@ -146,18 +142,37 @@ def check_fields(config: object, owner: str) -> None:
         if rule is None or (value is None and f.default is None):
             continue
         if not rule.holds(value):
-            raise ValueError(f"{owner}{'.' if owner else ''}{f.name} must {rule.describe()}, got {shown(value)}")
+            raise ValueError(f"{owner}{'.' if owner else ''}{f.name} must {rule.describe()}, got {brief(value)}")
+
+
+def check_seeds(seeds, where: str = "seeds") -> None:
+    """Seeds: distinct integers in [0, 2^31), at least one and at most ``MAX_SEEDS``."""
+    seeds = list(seeds)
+    if not 1 <= len(seeds) <= MAX_SEEDS:
+        raise ValueError(f"{where} asks for {len(seeds)} seeds; allowed: 1 to {MAX_SEEDS}")
+    bad = next((s for s in seeds if not SEED.holds(s)), None)
+    if bad is not None or len(set(seeds)) != len(seeds):
+        why = f"{brief(bad)} is not" if bad is not None else "they must be distinct and each"
+        raise ValueError(f"{where}: {why} an integer in [0, 2^31)")
+
+
+def check_each(cls: type, name: str, values, where: str) -> None:
+    """Every item of ``values`` against the constraint of the field ``name`` of ``cls`` (a grid's depths, widths)."""
+    rule = next(f for f in fields(cls) if f.name == name).metadata["check"]
+    bad = next((v for v in values if not rule.holds(v)), None)
+    if bad is not None:
+        raise ValueError(f"{where}: every entry must {rule.describe()}, got {brief(bad)}")
 
 
 def check_threshold(threshold: float | None) -> None:
     """A validation-accuracy threshold lies strictly between 0 and 1 (None: the dataset's default)."""
     if threshold is not None and not FRACTION.holds(threshold):
-        raise ValueError(f"threshold must lie in (0, 1), got {shown(threshold)}")
+        raise ValueError(f"threshold must lie in (0, 1), got {brief(threshold)}")
 
 
 def check_device(device: str) -> None:
     if device not in DEVICES and not (isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit()):
-        raise ValueError(f"unknown device {shown(device)}; known: auto, cpu, cuda, cuda:N")
+        raise ValueError(f"unknown device {brief(device)}; known: auto, cpu, cuda, cuda:N")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,12 +189,13 @@ class TrainConfig:
     the network has blown up).
     """
 
-    batch_size: int = spec("examples per SGD step", COUNT, default=128)
-    epochs: float = spec("training budget in passes over the training set (unless max_steps is set)", POSITIVE, default=2.0)
-    max_steps: int | None = spec("training budget in SGD steps, instead of epochs", COUNT, default=None)
-    eval_every: int = spec("SGD steps between validation-accuracy checks", COUNT, default=25)
+    batch_size: int = spec("examples per SGD step", Range(1, 2**20, integer=True), default=128)
+    epochs: float = spec("training budget in passes over the training set (unless max_steps is set)", Range(0, 10_000, low_open=True), default=2.0)
+    max_steps: int | None = spec("training budget in SGD steps, instead of epochs", STEPS, default=None)
+    eval_every: int = spec("SGD steps between validation-accuracy checks", STEPS, default=25)
     loss: str = spec("training loss", OneOf(LOSSES), default="cross_entropy")
-    max_loss: float = spec("a training-batch loss above this counts as divergence", POSITIVE, default=1e3)
+    max_loss: float = spec("a training-batch loss above this counts as divergence", Range(0, 1e30, low_open=True),
+                           default=1e3)  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self, "train")
@@ -208,13 +224,13 @@ class SearchConfig:
     method: str = spec("bisection (the paper's Algorithm 1) or ksection (ours, another estimand)",
                        OneOf(SEARCH_METHODS), default="bisection")  # fmt: skip
     lr_bounds: tuple[float, float] = spec("the initial bracket of learning rates, low and high (widened if needed)",
-                                          Each(POSITIVE, "be positive and finite, [low, high]", 2), default=(1e-3, 10.0))  # fmt: skip
-    rtol: float = spec("the search stops when high / low <= 1 + rtol", POSITIVE, default=0.05)
+                                          Each(Range(1e-10, 1e6), "be two numbers in [1e-10, 1e6], low then high", 2), default=(1e-3, 10.0))  # fmt: skip
+    rtol: float = spec("the search stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
     max_widenings: int = spec("how often a bracket that misses the edge may be widened by its own ratio",
-                              Range(0, integer=True), default=6)  # fmt: skip
-    lrs_per_round: int = spec("learning rates per seed and round (ksection only)", Range(2, integer=True), default=8)
+                              Range(0, 64, integer=True), default=6)  # fmt: skip
+    lrs_per_round: int = spec("learning rates per seed and round (ksection only)", Range(2, 1024, integer=True), default=8)
     probe_above: tuple[float, ...] = spec("factors f > 1: after the search, also probe eta* x f (a diagnostic)",
-                                          Each(Range(1, low_open=True), "be a list of factors > 1", empty=True), default=())  # fmt: skip
+                                          Each(Range(1, 1000, low_open=True), "be a list of factors in (1, 1000]", empty=True), default=())  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self, "search")
@@ -241,12 +257,15 @@ class SharpnessConfig:
     Gauss-Newton lambda_1 (cross-entropy only).
     """
 
-    subset_size: int = spec("training examples in the loss whose curvature is measured", COUNT, default=2048)
-    subset_seed: int = spec("seed of the permutation that picks those examples", Range(0, integer=True), default=0)
-    chunk_size: int = spec("examples per chunk of a Hessian-vector product (memory, not the result)", COUNT, default=2048)
+    subset_size: int = spec("training examples in the loss whose curvature is measured", Range(1, 10**7, integer=True),
+                            default=2048)  # fmt: skip
+    subset_seed: int = spec("seed of the permutation that picks those examples", SEED, default=0)
+    chunk_size: int = spec("examples per chunk of a Hessian-vector product (memory, not the result)",
+                           Range(1, 10**6, integer=True), default=2048)  # fmt: skip
     method: str = spec("eigensolver: lanczos, or power iteration", OneOf(EIGEN_METHODS), default="lanczos")
-    tol: float = spec("relative residual the top eigenpair must reach", FRACTION, default=1e-5)
-    max_iter: int | None = spec("cap on operator products per precision (default: the solver's own)", COUNT, default=None)
+    tol: float = spec("relative residual the top eigenpair must reach", Range(1e-14, 0.5), default=1e-5)
+    max_iter: int | None = spec("cap on operator products per precision (default: the solver's own)",
+                                 Range(1, 100_000, integer=True), default=None)  # fmt: skip
     loss: str = spec("loss whose curvature is measured", OneOf(LOSSES), default="cross_entropy")
     matrix: str = spec("hessian, or ggn (its Gauss-Newton part)", OneOf(MATRICES), default="hessian")
     effective: bool = spec("also measure lambda_1_eff, the curvature the per-layer learning rates see", default=True)
@@ -269,8 +288,8 @@ class LateConfig:
     """
 
     base_fraction: float = spec("pretraining LR as a fraction of eta*", Range(0, 1, low_open=True), default=0.5)
-    pretrain_steps: int = spec("pretraining steps (theta_T)", COUNT, default=1000)
-    late_steps: int = spec("steps each late probe trains from theta_T", COUNT, default=200)
+    pretrain_steps: int = spec("pretraining steps (theta_T)", STEPS, default=1000)
+    late_steps: int = spec("steps each late probe trains from theta_T", STEPS, default=200)
     sharpness: bool = spec("also measure lambda_1 at theta_0 and theta_T", default=True)
 
     def __post_init__(self) -> None:
@@ -285,10 +304,10 @@ class TrajectoryConfig:
     (``catapult.py``); f below 2 is the lazy regime of Lewkowycz et al. (2020), f in [2, 4) the catapult.
     """
 
-    eta_lambdas: tuple[float, ...] = spec("factors f of eta = f / lambda_1_eff", Each(POSITIVE, "be a non-empty list "
-                                          "of positive numbers"), default=(1.0, 3.0))  # fmt: skip
-    steps: int = spec("gradient-descent steps per factor", COUNT, default=60)
-    every: int = spec("steps between sharpness measurements", COUNT, default=5)
+    eta_lambdas: tuple[float, ...] = spec("factors f of eta = f / lambda_1_eff", Each(Range(0, 1000, low_open=True),
+                                          "be a non-empty list of numbers in (0, 1000]"), default=(1.0, 3.0))  # fmt: skip
+    steps: int = spec("gradient-descent steps per factor", Range(1, 10**7, integer=True), default=60)
+    every: int = spec("steps between sharpness measurements", Range(1, 10**7, integer=True), default=5)
 
     def __post_init__(self) -> None:
         check_fields(self, "trajectory")
@@ -328,8 +347,9 @@ class RunOptions:
                                    Range(1, 6, integer=True), default=None)  # fmt: skip
     lanes: int | None = spec("replicas every training step runs, padded (default: elastic on one CPU thread, "
                              "fixed elsewhere)", Range(1, 256, integer=True), default=None)  # fmt: skip
-    workers: int = spec("processes computing cells in parallel", COUNT, default=1)
-    threads: int | None = spec("torch CPU threads per worker (default: the cores / workers)", COUNT, default=None)
+    workers: int = spec("processes computing cells in parallel", Range(1, 256, integer=True), default=1)
+    threads: int | None = spec("torch CPU threads per worker (default: the cores / workers)",
+                               Range(1, 1024, integer=True), default=None)  # fmt: skip
     progress: bool = spec("show progress bars on stderr", default=False)
 
     def __post_init__(self) -> None:
@@ -359,16 +379,15 @@ class Run:
 
     def __post_init__(self) -> None:
         seeds = tuple(self.seeds)
-        if not seeds or len(set(seeds)) != len(seeds) or not all(Range(0, 2**31 - 1, integer=True).holds(s) for s in seeds):
-            raise ValueError(f"seeds must be a non-empty list of distinct integers in [0, 2^31), got {shown(list(seeds))}")
+        check_seeds(seeds)
         object.__setattr__(self, "seeds", seeds)
         threshold = self.dataset.default_threshold if self.threshold is None else self.threshold
         check_threshold(threshold)
         object.__setattr__(self, "threshold", float(threshold))
         check_device(self.device)
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {shown(self.dtype)}")
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {brief(self.dtype)}")
         if not Range(1, 6, integer=True).holds(self.speculation):
-            raise ValueError(f"speculation must be an integer in [1, 6], got {shown(self.speculation)}")
+            raise ValueError(f"speculation must be an integer in [1, 6], got {brief(self.speculation)}")
         if self.lanes is not None and not Range(1, 256, integer=True).holds(self.lanes):
-            raise ValueError(f"lanes must be an integer in [1, 256], got {shown(self.lanes)}")
+            raise ValueError(f"lanes must be an integer in [1, 256], got {brief(self.lanes)}")

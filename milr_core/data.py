@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from milr_core import datafiles
+from milr_core.brief import brief
 from milr_core.config import DATASETS, THRESHOLDS
 
 # The one re-export: other modules (and tests) import the error classes from here.
@@ -137,20 +138,24 @@ def training_size(name: str, options: dict) -> int:
     return N_OFFICIAL_TRAIN[name] - resolved["val_size"]
 
 
+# The integer options' ranges (ours; val_size's is the official training set's size): large enough for any run,
+# small enough that a typo (dim 10^9) is refused before any memory is asked for.
+OPTION_RANGES = {"dim": (1, 100_000), "n_train_per_class": (1, 10**7), "n_val_per_class": (1, 10**7),
+                 "seed": (0, 2**31 - 1), "split_seed": (0, 2**31 - 1)}  # fmt: skip
+
+
 def _checked_option(name: str, key: str, value: object) -> int | float | str:
     if key == "preprocessing":
         if not isinstance(value, str) or value not in PREPROCESSING:
-            raise DataOptionError(f"{name}: preprocessing must be one of {', '.join(PREPROCESSING)}, got {value!r}")
+            raise DataOptionError(f"{name}: preprocessing must be one of {', '.join(PREPROCESSING)}, got {brief(value)}")
         return value
     if key == "separation":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-            raise DataOptionError(f"{name}: separation must be a positive number, got {value!r}")
+            raise DataOptionError(f"{name}: separation must be a positive number, got {brief(value)}")
         return float(value)
-    low = 0 if key in ("split_seed", "seed") else 1
-    high = N_OFFICIAL_TRAIN[name] - 1 if key == "val_size" else math.inf
+    low, high = OPTION_RANGES[key] if key != "val_size" else (1, N_OFFICIAL_TRAIN[name] - 1)
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        allowed = f"an integer in [{low}, {high}]" if high < math.inf else f"an integer >= {low}"
-        raise DataOptionError(f"{name}: {key} must be {allowed}, got {value!r}")
+        raise DataOptionError(f"{name}: {key} must be an integer in [{low}, {high}], got {brief(value)}")
     return int(value)
 
 

@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from milr_core import safe_yaml
 from milr_core.config import RunOptions
 from milr_core.grid import Grid, GridError, load_grid, restricted
 from milr_core.repository import committed_store
@@ -48,7 +48,7 @@ def experiment_grids(name: str, profile: str) -> list[Grid]:
     path = GRIDS_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(experiments())}")
-    profiles = yaml.safe_load(path.read_text())
+    profiles = safe_yaml.load(path)
     if profile not in profiles:
         raise GridError(f"{path.name}: no {profile!r} profile")
     grids = []

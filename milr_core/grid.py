@@ -20,24 +20,30 @@ A grid::
       - {name: base}
       - {name: full_input_lr, network: {input_lr_factor: 1.0}}
 
-Only ``datasets``, ``depths``, ``widths`` and ``seeds`` are required. The keys, types and defaults of the
-sections are read off the dataclasses of ``config.py`` (and ``NetworkSpec``), which also check the values,
-so the schema follows the engine and a default lives in one place. ``load_grid`` checks everything (unknown
-keys, types, values, empty lists, sections the kind does not read) without touching data, and raises one
-``GridError`` naming the file, the place and the problem.
+Only ``datasets``, ``depths``, ``widths`` and ``seeds`` are required. A grid's ``name`` is a name, not a
+path (letters, digits, ``_``, ``-`` and ``.``, not starting with ``.``, at most 100 characters): a sweep
+without ``--store`` writes into ``default_store(name)``, ``results/<name>``, and nowhere else.
+
+The keys, types and defaults of the sections are read off the dataclasses of ``config.py`` (and
+``NetworkSpec``), which also check the values, so the schema follows the engine and a default lives in one
+place. ``load_grid`` checks everything (unknown keys, types, values, empty lists, sections the kind does not
+read) without touching data, and raises one ``GridError`` naming the file, the place and the problem; a value
+it quotes is cut short (``brief``). The YAML itself is read by ``safe_yaml`` (sizes, aliases and duplicate
+keys bounded), and every number against its field's range (``config.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from milr_core.config import DATASETS, DTYPES, SECTIONS, check_threshold
+from milr_core import safe_yaml
+from milr_core.brief import brief, clip, listing
+from milr_core.config import DATASETS, DTYPES, SECTIONS, check_each, check_seeds, check_threshold
 from milr_core.network import NetworkSpec
 
 SHAPE = ("depth", "width", "in_dim", "out_dim")  # NetworkSpec fields a grid's axes and the data set
@@ -59,6 +65,8 @@ TOP_KEYS: dict[str, object] = {
 }  # fmt: skip
 REQUIRED = ("datasets", "depths", "widths", "seeds")
 VARIANT_KEYS = ("name", "network", *SECTIONS, "threshold", "dtype", "dataset_options")
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # a grid's name: also its store's folder name
+RESULTS = Path("results")  # where a sweep without --store writes: RESULTS / <grid name>
 
 
 class GridError(ValueError):
@@ -129,13 +137,13 @@ def checked(value: object, hint: object, where: str) -> object:
         return None
     elif isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    raise GridError(f"{where} must be {type_name(hint)}, got {value!r}")
+    raise GridError(f"{where} must be {type_name(hint)}, got {brief(value)}")
 
 
 def checked_keys(given: dict, allowed, where: str) -> None:
-    unknown = sorted(set(given) - set(allowed))
+    unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
-        raise GridError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+        raise GridError(f"{where}: unknown key(s) {listing(unknown)}; allowed: {', '.join(allowed)}")
 
 
 def checked_section(name: str, given: object, where: str) -> dict:
@@ -149,17 +157,32 @@ def checked_section(name: str, given: object, where: str) -> dict:
 # loading
 
 
+def check_name(name: object, where: str) -> str:
+    """A grid's name, if it is one (see the module docstring); GridError otherwise."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise GridError(f"{where}: name must be letters, digits, '_', '-' or '.' (not first), at most 100 "
+                        f"characters, got {brief(name)}")  # fmt: skip
+    return name
+
+
+def default_store(name: str, root: Path = RESULTS) -> Path:
+    """The store of a grid run without --store: ``root / name``, a folder directly inside ``root``, never elsewhere."""
+    store = root / check_name(name, "grid")
+    assert store.parent == root and store.name == name  # what NAME guarantees: no separator, no "..", not empty
+    return store
+
+
 def read_grid(source: dict | str | Path) -> tuple[dict, str, str]:
     """(the raw mapping, where it came from for messages, its default name)."""
     if not isinstance(source, (str, Path)):
         return source, "grid", "sweep"
     path = Path(source)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_yaml.load(path)
     except OSError as error:
         raise GridError(f"cannot read grid {path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise GridError(f"grid {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    except safe_yaml.YamlError as error:
+        raise GridError(f"grid {path} {error}") from None
     if raw is None:
         raise GridError(f"grid {path} is empty")
     return raw, f"grid {path}", path.stem
@@ -179,21 +202,26 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
     raw = {key: checked(value, TOP_KEYS[key], f"{where}: {key}") for key, value in raw.items()}
     kind = raw.get("kind", "eta_star")
     if kind not in KIND_SECTIONS:
-        raise GridError(f"{where}: kind must be one of {', '.join(KIND_SECTIONS)}, got {kind!r}")
+        raise GridError(f"{where}: kind must be one of {', '.join(KIND_SECTIONS)}, got {brief(kind)}")
     unread = [s for s in SECTIONS if s in raw and s not in KIND_SECTIONS[kind]]
     if unread:
         raise GridError(f"{where}: kind {kind} does not read the section(s) {', '.join(unread)}")
-    for key, low in (("datasets", None), ("depths", 1), ("widths", 1), ("seeds", 0)):
+    name = check_name(raw.get("name", default_name), where)
+    for key in ("datasets", "depths", "widths", "seeds"):
         values = raw[key]
         if not values:
             raise GridError(f"{where}: {key} is empty, so the grid has no cells")
-        if low is not None and min(values) < low:
-            raise GridError(f"{where}: every entry of {key} must be >= {low}, got {values}")
         if len(set(values)) != len(values):
-            raise GridError(f"{where}: {key} has duplicates: {values}")
+            raise GridError(f"{where}: {key} has duplicates: {brief(values)}")
+    try:
+        check_each(NetworkSpec, "depth", raw["depths"], f"{where}: depths")
+        check_each(NetworkSpec, "width", raw["widths"], f"{where}: widths")
+        check_seeds(raw["seeds"], f"{where}: seeds")
+    except ValueError as error:
+        raise GridError(str(error)) from None
     unknown = sorted(set(raw["datasets"]) - set(DATASETS))
     if unknown:
-        raise GridError(f"{where}: unknown dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+        raise GridError(f"{where}: unknown dataset(s) {listing(unknown, bare=True)}; known: {', '.join(DATASETS)}")
     data = raw.get("data", {})
     checked_keys(data, DATA_LOCATION, f"{where}: data")
     base = {
@@ -210,8 +238,8 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
         raise GridError(f"{where}: variants is empty, so the grid has no cells")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
-        raise GridError(f"{where}: variant names must be distinct, got {names}")
-    return Grid(raw.get("name", default_name), kind, raw["datasets"], raw["depths"], raw["widths"], raw["seeds"], variants, data)
+        raise GridError(f"{where}: variant names must be distinct, got {brief(names)}")
+    return Grid(name, kind, raw["datasets"], raw["depths"], raw["widths"], raw["seeds"], variants, data)
 
 
 def checked_options(options: dict, datasets: list[str], where: str) -> dict[str, dict]:
@@ -225,7 +253,7 @@ def checked_options(options: dict, datasets: list[str], where: str) -> dict[str,
         try:
             resolved[name] = check_options(name, given)
         except DataError as error:
-            raise GridError(f"{where}: {error}") from None
+            raise GridError(f"{where}: {clip(str(error), 300)}") from None
     return resolved
 
 
@@ -236,6 +264,8 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     name = variant.get("name")
     if not isinstance(name, str) or not name:
         raise GridError(f"{where} needs a name (a non-empty string)")
+    if len(name) > 100 or not name.isprintable():
+        raise GridError(f"{where}: a variant's name is one printable line of at most 100 characters, got {brief(name)}")
     where = f"{where} ({name})"
     unread = [s for s in SECTIONS if s in variant and s not in KIND_SECTIONS[kind]]
     if unread:
@@ -251,11 +281,11 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     try:
         check_threshold(threshold)
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {brief(dtype)}")
         network = dataclasses.asdict(NetworkSpec(1, 1, 1, 1, **merged["network"]))
         sections = {s: SECTIONS[s](**merged[s]) for s in KIND_SECTIONS[kind]}
     except (ValueError, TypeError) as error:
-        raise GridError(f"{where}: {error}") from None
+        raise GridError(f"{where}: {clip(str(error), 300)}") from None
     check_kind(kind, sections, where)
     check_sizes(sections, datasets, options, where)
     network = {key: value for key, value in network.items() if key not in SHAPE}

@@ -52,6 +52,15 @@ class Prediction:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """The prediction, its interval, the law's exponent and fit quality, what it was fitted on, the warnings."""
+        fit = self.fit
+        return {"dataset": self.dataset, "depth": self.depth, "width": self.width, "eta_star": self.eta_star,
+                "interval": list(self.interval), "ci": self.ci, "alpha": fit["alpha"], "alpha_ci": fit["alpha_ci"],
+                "r2": fit["r2"], "n_cells": fit["n_cells"], "fitted_on": {"min_depth": fit["min_depth"],
+                "max_depth_over_width": fit["max_depth_over_width"], "dw_range": fit["dw_range"]},
+                "warnings": self.warnings}  # fmt: skip
+
 
 def eta_star_frame(store: str | Path) -> pd.DataFrame:
     """Every eta* record of an existing store, one row per cell and seed (``ResultStore.to_frame``)."""
@@ -143,7 +152,11 @@ def predict_eta_star(
     if not dw_range[0] <= depth * width <= dw_range[1]:
         warnings.append(f"d*w = {depth * width} lies outside the fitted range [{dw_range[0]}, {dw_range[1]}]")
     largest_ratio = float(fitted["depth_over_width"].max())
-    if depth / width > largest_ratio:
+    cutoff = math.inf if max_depth_over_width is None else max_depth_over_width
+    if depth < min_depth or depth / width > cutoff:
+        warnings.append(f"depth {depth}, width {width} lies outside the cells the law was fitted on (depth >= "
+                        f"{min_depth}, d/w <= {cutoff:.3g}): the law was not measured to hold there")  # fmt: skip
+    elif depth / width > largest_ratio:
         warnings.append(f"d/w = {depth / width:.3g} exceeds the largest fitted d/w ({largest_ratio:.3g}): "
                         "condition (i), width large compared to depth, may fail")  # fmt: skip
     summary = {

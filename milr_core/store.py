@@ -17,42 +17,50 @@ A record (format 2) is a dict with these keys (``sweep.py`` builds them):
 
 **A store checks itself.** Files are strict JSON: a non-finite float is written as ``{"$float": "NaN"}``
 (or ``"Infinity"``, ``"-Infinity"``) and read back as the float. Every read verifies the record's
-digest and that its hash matches its file name and its cell; a record that fails to parse or verify is
-never used: it is moved to ``<store>/quarantine/`` with a warning naming the file, so that a resumed sweep
-recomputes it. Temporary files of writers that no longer run are removed.
+digest, that its hash matches its file name and its cell, and its schema (``check_schema``: a cell with
+kind, dataset, depth, width and seed of the right types, a non-empty result, a ledger of dicts, ...). An
+entry the store cannot use, *whatever the reason* (it does not parse, does not verify, is a folder, is
+nested too deeply to decode, is not UTF-8), is never used and never stops a sweep: it is moved to
+``<store>/quarantine/`` with a one-line warning naming it, so that a resumed sweep recomputes it. A file
+where the store keeps a folder (``quarantine``, ``.claims``) is renamed aside the same way. Temporary
+files of writers that no longer run are removed. ``put`` refuses a record that would not verify, and
+writes only ``<store>/<hash>.json`` with the hash of the record's own cell: nothing outside the store.
 
-**Sweeps share a store.** ``claim(key)`` creates ``<store>/.claims/<key>.claim`` atomically; while its
-owner computes, a heartbeat refreshes it. A claim whose owner died (same machine, process gone) or whose
-heartbeat stopped (another machine on a shared folder) is stale and can be taken over, so several
-processes, Ray workers or machines can fill one store, each cell computed once.
+**Sweeps share a store** through claims (``store_claims.py``): ``claimed(key)`` holds
+``<store>/.claims/<key>.claim`` with a heartbeat; a claim whose owner's process is gone or whose heartbeat
+stopped is taken over, so several processes, Ray workers or machines fill one store, each cell computed
+once. ``describe_claim(key)`` says who a waiting sweep waits for.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
 import socket
+import stat
 import subprocess
-import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 from milr_core import ENGINE_VERSION
+from milr_core.brief import brief, clip
+from milr_core.store_claims import HEARTBEAT_S, STALE_AFTER_S, Claims, ensure_folder, process_alive  # noqa: F401
 
 FORMAT = 2
 RECORD_KEYS = ("cell", "hash", "labels", "ledger", "provenance", "result")
 KEY_COLUMNS = ("dataset", "depth", "width", "seed")  # the first columns of both frames, after hash and labels
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-HEARTBEAT_S = 20.0  # how often a claim's owner refreshes it
-STALE_AFTER_S = 300.0  # a claim not refreshed for this long is stale (its owner died on another machine)
+CELL_TYPES = {"kind": str, "dataset": str, "depth": int, "width": int, "seed": int}  # what every cell holds
+MAX_RECORD_BYTES = 64 << 20  # the largest record (a search trace with every curve) is well under 1 MiB
+MACHINE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)  # out of files or memory: no entry is quarantined for them
 
 
 class CorruptRecord(ValueError):
@@ -112,17 +120,43 @@ def digest_of(record: dict) -> str:
     return content_hash({key: value for key, value in record.items() if key != "digest"})
 
 
-def verified(record: dict, name: str) -> dict:
-    """The record if it is whole and untouched, else CorruptRecord saying what is wrong."""
+def is_a(value: object, kind: type) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def check_schema(record: dict) -> None:
+    """CorruptRecord unless every part of the record has its type: a digest proves a record untouched, not sound."""
+    cell = record["cell"]
+    if not isinstance(cell, dict):
+        raise CorruptRecord(f"its cell is {brief(cell)}, not a mapping")
+    for key, kind in CELL_TYPES.items():
+        if not is_a(cell.get(key), kind) or (kind is int and cell[key] < (0 if key == "seed" else 1)):
+            raise CorruptRecord(f"its cell's {key} is {brief(cell.get(key))}")
+    if not isinstance(record["result"], dict) or not record["result"]:
+        raise CorruptRecord(f"its result is {brief(record['result'])}, not a non-empty mapping")
+    if not isinstance(record["ledger"], list) or not all(isinstance(probe, dict) for probe in record["ledger"]):
+        raise CorruptRecord(f"its ledger is {brief(record['ledger'])}, not a list of mappings")
+    for key in ("labels", "provenance"):
+        if not isinstance(record[key], dict):
+            raise CorruptRecord(f"its {key} is {brief(record[key])}, not a mapping")
+    if not is_a(record["hash"], str):
+        raise CorruptRecord(f"its hash is {brief(record['hash'])}, not a string")
+
+
+def verified(record: object, name: str) -> dict:
+    """The record if it is whole, untouched and well formed, else CorruptRecord saying what is wrong."""
+    if not isinstance(record, dict):
+        raise CorruptRecord(f"is {type(record).__name__}, not a record (a JSON object)")
     missing = [key for key in (*RECORD_KEYS, "digest", "format") if key not in record]
     if missing:
         raise CorruptRecord(f"lacks {', '.join(missing)}")
     if record["format"] != FORMAT:
-        raise CorruptRecord(f"has format {record['format']!r}, this engine reads {FORMAT}")
+        raise CorruptRecord(f"has format {brief(record['format'])}, this engine reads {FORMAT}")
     if record["digest"] != digest_of(record):
         raise CorruptRecord("does not match its digest (edited by hand or damaged)")
     if record["hash"] != name or content_hash(record["cell"]) != name:
         raise CorruptRecord("its cell does not hash to its file name")
+    check_schema(record)
     return record
 
 
@@ -192,16 +226,6 @@ def warn_older_format(store: Path) -> None:
     warnings.warn(f"{store} holds records written by an earlier engine (record format 1): they are ignored", stacklevel=4)
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ----------------------------------------------------------------------------------------------------------
 # the store
 
@@ -211,35 +235,53 @@ class ResultStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(20, "a file, not a result store folder", str(self.path))
         self.path.mkdir(parents=True, exist_ok=True)
+        self.claims = Claims(self.path / ".claims")
         self.remove_stale_temporaries()
 
     def file(self, cell_hash: str) -> Path:
+        """``<store>/<cell_hash>.json``; a name that is not a plain file name (a path, "..") is refused."""
+        if not isinstance(cell_hash, str) or not cell_hash or Path(cell_hash).name != cell_hash or cell_hash.startswith("."):
+            raise ValueError(f"a record's name is a plain file name, got {brief(cell_hash)}")
         return self.path / f"{cell_hash}.json"
 
     def read(self, cell_hash: str) -> dict | None:
-        """The verified record, or None if absent; a damaged record is quarantined (and None returned)."""
+        """The verified record, or None if absent; an entry that cannot be used, whatever the reason, is quarantined."""
         path = self.file(cell_hash)
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            record = decode(json.loads(text))
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a folder, a pipe (which would block), a device
+                raise CorruptRecord("is not a regular file")
+            if info.st_size > MAX_RECORD_BYTES:
+                raise CorruptRecord(f"is {info.st_size} bytes, more than any record")
+            record = decode(json.loads(path.read_bytes().decode("utf-8")))
             if isinstance(record, dict) and record.get("format", 1) != FORMAT and "digest" not in record:
                 warn_older_format(self.path)  # not damaged: written by an earlier engine; never matches a cell of this one
                 return None
             return verified(record, cell_hash)
-        except (ValueError, TypeError, AttributeError) as error:
-            self.quarantine(path, str(error))
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # noqa: BLE001 - unreadable for any reason: set aside, never fatal
+            if isinstance(error, MemoryError) or getattr(error, "errno", None) in MACHINE_ERRORS:
+                raise  # the machine's trouble, not the entry's
+            why = str(error) if isinstance(error, CorruptRecord) else f"{type(error).__name__}: {error}"
+            self.quarantine(path, clip(why))
             return None
 
     def quarantine(self, path: Path, why: str) -> None:
-        target = self.path / "quarantine" / path.name
-        target.parent.mkdir(exist_ok=True)
+        """Move ``path`` (a file or a folder) to ``<store>/quarantine/`` under a free name, with one warning line."""
+        folder = ensure_folder(self.path / "quarantine")
+        target, n = folder / path.name, 1
+        while target.exists() or target.is_symlink():
+            target, n = folder / f"{path.name}.{n}", n + 1
         try:
             os.replace(path, target)
         except FileNotFoundError:  # another reader moved it first
+            return
+        except OSError as error:
+            warnings.warn(f"record {path} cannot be used ({why}) nor moved aside ({error.strerror}); skipped", stacklevel=3)
             return
         warnings.warn(f"record {path} is damaged ({why}); moved to {target}, it will be recomputed", stacklevel=3)
 
@@ -253,11 +295,18 @@ class ResultStore:
         return record
 
     def put(self, record: dict) -> Path:
-        """Write one record atomically (with its format and digest); a record already present is replaced."""
+        """Write one record atomically (with its format and digest); a record already present is replaced.
+
+        A record that would not verify on reading (missing keys, a hash not of its cell, a wrong schema) is
+        refused with ValueError, so that nothing unreadable, and nothing outside the store, is ever written.
+        """
         missing = [key for key in RECORD_KEYS if key not in record]
         if missing:
             raise ValueError(f"a record needs the keys {', '.join(RECORD_KEYS)}; missing: {', '.join(missing)}")
         record = decode(encode({**record, "format": FORMAT}))  # what a reader will see, digest included
+        if record["hash"] != content_hash(record["cell"]):
+            raise ValueError(f"a record's hash must be that of its cell, got {brief(record['hash'])}")
+        check_schema(record)
         record["digest"] = digest_of(record)
         target = self.file(record["hash"])
         temp = self.path / f".{record['hash']}.{socket.gethostname()}.{os.getpid()}.tmp"
@@ -274,15 +323,24 @@ class ResultStore:
         return target
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files left by writers that died on this machine (others' are theirs to finish)."""
+        """Temporary files left by writers that died on this machine (others' are theirs to finish), and claims' drafts."""
+        for draft in self.path.glob(".claims/.*.tmp"):
+            try:
+                if time.time() - draft.stat().st_mtime > STALE_AFTER_S:
+                    draft.unlink()
+            except OSError:
+                continue
         host = socket.gethostname()
         for temp in self.path.glob(".*.tmp"):
             parts = temp.name.split(".")
-            if len(parts) >= 5 and parts[-3] == host and parts[-2].isdigit() and process_alive(int(parts[-2])):
+            try:
+                if len(parts) >= 5 and parts[-3] == host and parts[-2].isdigit() and process_alive(int(parts[-2])):
+                    continue
+                if len(parts) >= 5 and parts[-3] != host and time.time() - temp.stat().st_mtime < STALE_AFTER_S:
+                    continue
+                temp.unlink(missing_ok=True)
+            except OSError:  # a folder by that name, or gone meanwhile: not ours to clear
                 continue
-            if len(parts) >= 5 and parts[-3] != host and time.time() - temp.stat().st_mtime < STALE_AFTER_S:
-                continue
-            temp.unlink(missing_ok=True)
 
     def hashes(self) -> list[str]:
         return sorted(p.stem for p in self.path.glob("[!.]*.json"))
@@ -318,69 +376,25 @@ class ResultStore:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------------------------------------------
-    # claims
+    # claims (store_claims.py)
 
     def claim_file(self, key: str) -> Path:
-        return self.path / ".claims" / f"{key}.claim"
-
-    def claim_is_stale(self, path: Path) -> bool:
-        try:
-            owner = json.loads(path.read_text())
-            age = time.time() - path.stat().st_mtime
-        except (OSError, ValueError):
-            return True  # unreadable or half-written by a process that died at once
-        if owner.get("host") == socket.gethostname():
-            return not process_alive(int(owner.get("pid", -1)))
-        return age > STALE_AFTER_S
+        return self.claims.file(key)
 
     def try_claim(self, key: str) -> bool:
         """Take the claim on ``key`` if no live process holds it (a stale claim is taken over)."""
-        path = self.claim_file(key)
-        path.parent.mkdir(exist_ok=True)
-        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not self.claim_is_stale(path):
-                    return False
-                try:  # take over: move the stale claim aside atomically, so only one taker wins
-                    os.replace(path, path.with_suffix(f".stale.{os.getpid()}"))
-                    path.with_suffix(f".stale.{os.getpid()}").unlink(missing_ok=True)
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(mine)
-            return True
-        return False
+        return self.claims.try_claim(key)
 
     def release(self, key: str) -> None:
-        self.claim_file(key).unlink(missing_ok=True)
+        self.claims.release(key)
 
     def claimed_by_others(self, key: str) -> bool:
-        path = self.claim_file(key)
-        return path.exists() and not self.claim_is_stale(path)
+        return self.claims.held_by_others(key)
 
-    @contextmanager
+    def describe_claim(self, key: str) -> str | None:
+        """One line saying who holds ``key`` and when it will be taken over if they stop; None if no one holds it."""
+        return self.claims.describe(key)
+
     def claimed(self, key: str) -> Iterator[bool]:
         """``with store.claimed(key) as mine:`` computes only if ``mine``; the claim is refreshed meanwhile."""
-        if not self.try_claim(key):
-            yield False
-            return
-        stop = threading.Event()
-
-        def heartbeat() -> None:
-            while not stop.wait(HEARTBEAT_S):
-                try:
-                    os.utime(self.claim_file(key))
-                except OSError:
-                    return
-
-        beat = threading.Thread(target=heartbeat, daemon=True)
-        beat.start()
-        try:
-            yield True
-        finally:
-            stop.set()
-            self.release(key)
+        return self.claims.held(key)

@@ -25,8 +25,7 @@ runner returning (result, ledger) per seed.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from milr_core.network import NetworkSpec
 from milr_core.store import ResultStore, content_hash, provenance
 
 POLL_S = 5.0  # how often a worker looks again at groups other workers hold
+SAY_WAITING_S = 60.0  # how often a waiting worker says what it waits for
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def work(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, dat
     """
     datasets = datasets if datasets is not None else {}
     pending = [g for g in seed_groups(cells) if not all(store.has(c.hash) for c in g)]
-    computed = 0
+    computed, said = 0, time.time()
     while pending:
         waiting = []
         for group in pending:
@@ -272,6 +272,10 @@ def work(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, dat
                     on_records(records)
         pending = waiting
         if pending:
+            if time.time() - said > SAY_WAITING_S:
+                said = time.time()
+                print(f"waiting for {len(pending)} seed group(s) other processes hold: "
+                      f"{store.describe_claim(pending[0][0].group) or 'a claim just released'}", file=sys.stderr)  # fmt: skip
             time.sleep(POLL_S)
     return computed
 
@@ -285,6 +289,7 @@ def worker_main(grid: Grid, store_path: str, cells: list[Cell], run: RunOptions)
 
 
 def run_local(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict, bar) -> None:
+    """In this process (one worker), or in supervised worker processes sharing the store's claims (``workers.py``)."""
     if run.workers == 1:
         if run.threads:
             from milr_core.runtime import pin_threads
@@ -292,15 +297,13 @@ def run_local(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions
             pin_threads(run.threads)
         work(grid, store, cells, run, datasets, on_records=lambda records: bar.update(len(records)))
         return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(run.workers) as pool:
-        results = [pool.apply_async(worker_main, (grid, str(store.path), cells, run)) for _ in range(run.workers)]
-        while not all(r.ready() for r in results):
-            time.sleep(2.0)
-            bar.n = bar.total - len(cells) + sum(store.file(c.hash).exists() for c in cells)
-            bar.refresh()
-        for r in results:
-            r.get()  # re-raise a worker's error here
+    from milr_core.workers import run_workers
+
+    def tick() -> None:
+        bar.n = bar.total - len(cells) + sum(store.file(c.hash).exists() for c in cells)
+        bar.refresh()
+
+    run_workers(worker_main, (grid, str(store.path), cells, run), run.workers, on_tick=tick)
 
 
 def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict, bar) -> None:

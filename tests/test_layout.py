@@ -25,6 +25,7 @@ STAGES = [
     {"claims"},  # the claims table, read off the tables
     {"style", "plot", "plot_curvature", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
     {"colab", "reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
+    {"commands"},  # what each command does
     {"cli"},  # the command line
 ]
 ENGINE = set().union(*STAGES[:5])  # trains and measures: no pandas, no plotting

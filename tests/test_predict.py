@@ -45,16 +45,19 @@ def test_warnings_outside_the_fitted_range(tmp_path):
     narrow = predict_eta_star(frame, "gaussians", 16, 16, n_bootstrap=50)
     assert any("condition (i)" in w for w in narrow.warnings)
     wide_only = predict_eta_star(frame, "gaussians", 4, 16, max_depth_over_width=0.125, n_bootstrap=50)
-    assert wide_only.fit["max_fitted_depth_over_width"] == 0.125 and any("condition (i)" in w for w in wide_only.warnings)
+    assert wide_only.fit["max_fitted_depth_over_width"] == 0.125
+    assert any("lies outside the cells the law was fitted on (depth >= 1, d/w <= 0.125)" in w for w in wide_only.warnings)
 
 
 def test_cli_prints_json_and_warns_on_stderr(tmp_path, capsys):
     exact_store(tmp_path)
-    assert cli.main(["predict", "--dataset", "gaussians", "--depth", "32", "--width", "16", "--store", str(tmp_path)]) == 0
+    assert cli.main(["predict", "--dataset", "gaussians", "--depth", "32", "--width", "16", "--store", str(tmp_path),
+                     "--min-depth", "1", "--max-depth-over-width", "1"]) == 0  # the toy store has one cell in our regime
     out = capsys.readouterr()
     result = json.loads(out.out)
     assert result["eta_star"] == pytest.approx(50.0 * 512**-1.3) and result["store"] == str(tmp_path)
-    assert result["warnings"] and "warning: d/w = 2 exceeds" in out.err
+    assert result["warnings"] and "warning: depth 32, width 16 lies outside the cells the law was fitted on" in out.err
+    assert result["fitted_on"]["min_depth"] == 1 and "cells" not in result  # compact: --full adds the fit's cells
 
 
 def test_clear_errors(tmp_path, capsys):

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,113 @@ def test_records_of_an_earlier_engine_are_ignored_not_moved(tmp_path):
     with pytest.warns(UserWarning, match="earlier engine"):
         assert ResultStore(tmp_path).read(old["hash"]) is None
     assert path.exists() and not (tmp_path / "quarantine").exists()
+
+
+RACE = """
+import json, os, sys, threading, time
+from milr_core.store import ResultStore
+store, start_at, n = ResultStore(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+wins = []
+barrier = threading.Barrier(n)
+def claim():
+    barrier.wait()
+    if store.try_claim("group"):
+        wins.append(store.claims.tokens["group"])
+threads = [threading.Thread(target=claim) for _ in range(n)]
+time.sleep(max(0.0, start_at - time.time()))
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(wins))
+"""
+
+
+@pytest.mark.parametrize("before", ["free", "stale"])
+def test_a_thousand_simultaneous_claims_have_exactly_one_winner(tmp_path, before):
+    """4 processes x 250 threads call try_claim on one key at the same instant: one wins, and its claim is on disk.
+    With a stale claim already there (its owner died), exactly one of them takes it over."""
+    store = ResultStore(tmp_path)
+    if before == "stale":
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        store.claims.folder.mkdir(exist_ok=True)
+        store.claim_file("group").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    start_at = time.time() + 1.5  # every process has started its threads by then
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(start_at), "250"], stdout=subprocess.PIPE,
+                               text=True) for _ in range(4)]  # fmt: skip
+    wins = [token for racer in racers for token in json.loads(racer.communicate(timeout=60)[0])]
+    assert len(wins) == 1, f"{len(wins)} winners"
+    assert json.loads(store.claim_file("group").read_text())["token"] == wins[0]
+
+
+READER = """
+import json, sys, os
+path, stop, reads, bad = sys.argv[1], sys.argv[2], 0, 0
+while not os.path.exists(stop):
+    try:
+        text = open(path, "rb").read()
+    except FileNotFoundError:
+        continue
+    reads += 1
+    try:
+        json.loads(text)["pid"]
+    except (ValueError, KeyError):
+        bad += 1
+print(json.dumps([reads, bad]))
+"""
+
+
+def test_a_claim_is_never_seen_empty_or_partial(tmp_path):
+    """Another process reading the claim file while it is taken and released 300 times reads whole claims or nothing."""
+    store = ResultStore(tmp_path)
+    store.claims.folder.mkdir()
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(store.claim_file("g")), str(stop)], stdout=subprocess.PIPE)
+    time.sleep(0.2)
+    for _ in range(300):
+        assert store.try_claim("g")
+        time.sleep(0.001)
+        store.release("g")
+    stop.touch()
+    reads, bad = json.loads(reader.communicate(timeout=30)[0])
+    assert reads > 0 and bad == 0
+
+
+def test_liveness_is_the_pid_and_its_start_time_and_the_heartbeat(tmp_path):
+    """A live unrelated process with the claimed pid but another start time is not the owner; a zombie is gone; a
+    live owner whose heartbeat stopped for STALE_AFTER_S is taken over; describe_claim says who holds it and the bound."""
+    from milr_core.store_claims import STALE_AFTER_S, process_start
+
+    store = ResultStore(tmp_path)
+    store.claims.folder.mkdir(exist_ok=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        host = socket.gethostname()
+        owner = {"host": host, "pid": live.pid, "start": process_start(live.pid)}
+        store.claim_file("held").write_text(json.dumps(owner))
+        assert not store.try_claim("held") and store.claimed_by_others("held")
+        line = store.describe_claim("held")
+        assert f"pid {live.pid}" in line and "heartbeat 0 s ago" in line and f"{STALE_AFTER_S:.0f} s old" in line
+        store.claim_file("recycled").write_text(json.dumps(owner | {"start": owner["start"] - 1}))
+        assert store.try_claim("recycled")  # that pid now belongs to another process
+        old = time.time() - STALE_AFTER_S - 1
+        os.utime(store.claim_file("held"), (old, old))  # its heartbeat stopped: a hung owner
+        assert store.describe_claim("held") is None and store.try_claim("held")
+        while process_start(zombie.pid) is not None and open(f"/proc/{zombie.pid}/stat").read().split()[2] != "Z":
+            time.sleep(0.01)  # exited, not reaped
+        owner = {"host": host, "pid": zombie.pid, "start": process_start(zombie.pid)}
+        store.claim_file("zombie").write_text(json.dumps(owner))
+        assert store.try_claim("zombie")
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
+
+
+def test_release_leaves_a_claim_someone_else_took_over(tmp_path):
+    store, rival = ResultStore(tmp_path), ResultStore(tmp_path)
+    assert store.try_claim("g")
+    old = time.time() - 3600
+    os.utime(store.claim_file("g"), (old, old))
+    assert rival.try_claim("g")  # our heartbeat had stopped: taken over
+    store.release("g")
+    assert store.claim_file("g").exists() and rival.claims.mine("g")
