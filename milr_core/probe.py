@@ -105,7 +105,8 @@ class Probe:
     ``first_step``: where in the seed's batch order to start (to continue a run without repeating batches);
     ``stop_at_threshold``: False trains the whole budget, and success then means "not diverged and validation
     accuracy >= threshold at the end" (the late learning rate); ``keep_params``: hand the final parameters to the
-    caller; ``tag``: the caller's, returned with the outcome.
+    caller; ``schedule``: the learning rate of step s (from 0) is ``lr * schedule(s)`` (an LR range test; None:
+    constant, as in the paper); ``tag``: the caller's, returned with the outcome.
     """
 
     lr: float
@@ -117,6 +118,7 @@ class Probe:
     first_step: int = 0
     stop_at_threshold: bool = True
     keep_params: bool = False
+    schedule: Callable[[int], float] | None = None
     tag: object = None
 
 
@@ -271,6 +273,10 @@ class LanePool:
                 blown_at = torch.full((len(self.rows),), -1, dtype=torch.long, device=self.device)  # all just checked
                 done = torch.tensor([lane.done if lane else 0 for lane in self.rows], device=self.device)
                 running = torch.tensor([lane is not None for lane in self.rows], device=self.device)
+            if any(lane and lane.probe.schedule for lane in self.rows):  # a scheduled lane's rate changes every step
+                lr = torch.tensor([lane.probe.lr * lane.probe.schedule(lane.done) if lane and lane.probe.schedule else
+                                   lane.probe.lr if lane else 0.0 for lane in self.rows], dtype=self.dtype,
+                                  device=self.device).view(-1, 1, 1)  # fmt: skip
             indices = torch.stack([lane.order[lane.done] if lane else self.idle_order for lane in self.rows])
             losses = per_replica_loss(self.model.forward(self.params, self.x_train[indices], forward_multipliers),
                                       self.y_train[indices], train.loss)  # fmt: skip
