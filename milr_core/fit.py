@@ -1,47 +1,33 @@
-"""Power laws in depth x width fitted to sweep cells: the point estimate, honest intervals, censored cells.
+"""Power laws in depth x width fitted to sweep cells: the point estimate, honest intervals, the regime.
 
 The paper's claim is eta* ~ c (d w)^(-alpha) "provided that (i) the width of the network is sufficiently
 large compared to the depth" (and the sharpness at init lambda_1 ~ c (d w)^(+beta)). ``fit_power_law``
 fits y = c x^exponent with x = d w, so alpha = -exponent for eta* (``PowerLawFit.alpha``).
 
-- **Cells.** A *cell* is one (depth, width); its value is the median over its seeds of log y (the log of
-  the median for an odd number of seeds, of the geometric mean of the middle two for an even number): it
-  resists the occasional seed whose search stopped on a non-monotone outcome.
-- **Point estimate.** Least squares of the cells' log y on log x, each cell weighing the same.
-- **Censored cells.** A cell where *every* seed's search failed is kept, as censored: ``no_success``
-  after the bracket was widened down as far as allowed (its low end still diverged) says eta* lies below
-  that low end, ``no_failure`` (the top of the bracket still trained) that it is at least the high end.
-  Its value is the median of those bounds (if every seed's eta* lies below its bound, so does their
-  median), and the fit is then a Tobit model: maximum likelihood in log space with Gaussian residuals, the
-  censored cells entering through the probability of lying beyond their bound. With nothing censored this
-  is exactly least squares. A seed that failed in a cell where other seeds converged is dropped from that
-  cell's median and counted in ``n_dropped``, never hidden; so is a value that is missing or not positive.
-- **Cells where no learning rate reached t.** A ``no_success`` reached through the search's fallback
-  (``search.py``: the low end trained too slowly, and no learning rate near the best accuracy reached t)
-  bounds nothing: the network does not reach t within the budget at any learning rate probed, so it has
-  no eta*. A cell where every seed ended so is left out of the fit, its seeds counted in ``n_dropped``, and
-  listed in ``Cells.unreached`` (with the learning rate of the best accuracy) so the figures show it.
-- **Intervals.** B bootstrap replicates resample the *cells* with replacement and, within each drawn
-  cell, its seeds; each replicate is refitted the same way; percentile intervals. Resampling cells lets
-  misfit (cells off the line) widen the interval, which resampling seeds alone would not.
+- **Cells, censoring, intervals.** ``censored.py``: a cell's value is the median over its seeds of log y,
+  cells where every seed failed enter as censored (a Tobit fit), cells where no learning rate reached t
+  are left out and listed, and every interval is a percentile interval of a bootstrap that resamples the
+  cells and, within each, its seeds; R^2 and the cells' scatter about the law get one too.
 - **Regime.** ``in_regime`` is our one stated reading of condition (i) (see ``MIN_DEPTH``), and
-  ``cutoff_sweep`` refits over a range of cutoffs so that a reader sees the rule is not cherry-picked.
+  ``cutoff_sweep`` refits over a range of cutoffs so that a reader sees the rule is not cherry-picked;
+  ``narrow_misfit`` measures how far the networks the rule leaves out for being narrow lie off the law.
 - **Is d w the variable?** ``fit_product_form`` fits log y = c + a log d + b log w; a law in d w needs
   a = b, so it reports the interval of a - b.
+- **Width at fixed depth.** ``width_exponent``: the slope in width with one intercept per depth (muP).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr
+
+from milr_core.censored import Cells, cell_values, interval, regress, resample
 
 N_BOOTSTRAP = 1000  # bootstrap replicates per fit (ours)
 CI = 0.95  # level of every interval (ours)
-MIN_VALID_REPLICATES = 0.5  # an interval needs this fraction of replicates to be fittable, else it is NaN (ours)
 
 # Condition (i) as a rule (ours): the power law is judged on the cells with depth >= MIN_DEPTH and
 # depth / width <= MAX_DEPTH_OVER_WIDTH. Why, from the store committed at 8fb1c00 (three seeds per cell, depths
@@ -61,264 +47,6 @@ REGIME_RULE = f"depth >= {MIN_DEPTH} and depth/width <= 1/{round(1 / MAX_DEPTH_O
 SWEEP_MIN_DEPTHS = (1, 2, 4, 8)  # the alternatives ``cutoff_sweep`` shows (ours)
 SWEEP_CUTOFFS = (math.inf, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64)
 
-# The search statuses (``search.STATUSES``) that censor eta*, and where each quantity keeps them.
-BELOW, ABOVE = "no_success", "no_failure"  # eta* < bracket low end; eta* >= bracket high end
-CENSORING = {"eta_star": ("status", "bracket"), "late_max_lr": ("late_status", "late_bracket")}
-UNREACHED = "unreached"  # a seed whose search ran the fallback and found no LR that reaches t (eta* only)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# cells
-
-
-@dataclass(frozen=True)
-class Cells:
-    """The cells of one fit: a table (depth, width, n_seeds, censored), each cell's log values, what was dropped.
-
-    ``censored`` is "" for a measured cell, "below" or "above" for a censored one; ``side`` holds the
-    same as 0, -1, +1, and a censored cell's ``logs`` are the log bounds of its seeds. ``unreached``: the
-    cells left out because no learning rate reached t for any seed (depth, width, n_seeds, and ``lr``, the
-    median over seeds of the low end of the fallback's last bracket, next to the best accuracy).
-    """
-
-    table: pd.DataFrame
-    logs: list[np.ndarray]
-    side: np.ndarray
-    n_dropped: int
-    unreached: pd.DataFrame
-
-    @property
-    def log_y(self) -> np.ndarray:
-        return np.array([np.median(values) for values in self.logs])
-
-    @property
-    def n_values(self) -> int:
-        return int(sum(len(values) for values, side in zip(self.logs, self.side) if side == 0))
-
-    @property
-    def n_censored(self) -> int:
-        return int(np.count_nonzero(self.side))
-
-
-def censoring_bound(status: str, bracket) -> float:
-    """The bound a failed search gives on eta*: the bracket's low end (no_success) or high end (no_failure)."""
-    try:
-        low, high = (float(v) for v in bracket)
-    except (TypeError, ValueError):
-        return math.nan
-    return low if status == BELOW else high if status == ABOVE else math.nan
-
-
-def cell_values(frame: pd.DataFrame, quantity: str) -> Cells:
-    """The cells of ``frame`` (one row per depth, width and seed) for ``quantity``, censored cells included."""
-    missing = [column for column in ("depth", "width", "seed", quantity) if column not in frame.columns]
-    if missing:
-        raise ValueError(f"the frame lacks the column(s) {', '.join(missing)}; columns: {', '.join(frame.columns)}")
-    duplicated = frame.duplicated(["depth", "width", "seed"])
-    if duplicated.any():
-        first = frame.loc[duplicated, ["depth", "width", "seed"]].iloc[0].tolist()
-        raise ValueError(
-            f"(depth, width, seed) = {tuple(first)} appears more than once: fit one dataset and variant at a time"
-        )
-    values = pd.to_numeric(frame[quantity], errors="coerce").astype(float).to_numpy()
-    measured = np.isfinite(values) & (values > 0)
-    status_column, bracket_column = CENSORING.get(quantity, (None, None))
-    if status_column in frame.columns and bracket_column in frame.columns:
-        status = frame[status_column].to_numpy()
-        bound = np.array([censoring_bound(s, b) for s, b in zip(status, frame[bracket_column])])
-        side = np.where(status == BELOW, -1, np.where(status == ABOVE, 1, 0))
-        side[~(np.isfinite(bound) & (bound > 0)) | measured] = 0
-    else:
-        bound, side = np.full(len(frame), math.nan), np.zeros(len(frame), dtype=int)
-    fallback = frame["fallback"].fillna(False).to_numpy(bool) if quantity == "eta_star" and "fallback" in frame \
-        else np.zeros(len(frame), dtype=bool)  # fmt: skip
-    unreached = (side == -1) & fallback
-    side[unreached] = 0
-    table, logs, sides, dropped, left_out = [], [], [], 0, []
-    for (depth, width), rows in sorted(frame.groupby(["depth", "width"]).indices.items()):
-        if unreached[rows].all():
-            left_out.append({"depth": int(depth), "width": int(width), "n_seeds": len(rows),
-                             "lr": float(np.median(bound[rows]))})  # fmt: skip
-            dropped += len(rows)
-            continue
-        if measured[rows].any():
-            kept, cell_side = np.log(values[rows][measured[rows]]), 0
-        elif len(set(side[rows])) == 1 and side[rows][0] != 0:  # every seed failed the same way: censored
-            kept, cell_side = np.log(bound[rows]), int(side[rows][0])
-        else:
-            dropped += len(rows)
-            continue
-        dropped += len(rows) - len(kept)
-        table.append({"depth": int(depth), "width": int(width), "n_seeds": len(kept),
-                      "censored": {0: "", -1: "below", 1: "above"}[cell_side]})  # fmt: skip
-        logs.append(kept)
-        sides.append(cell_side)
-    columns = ["depth", "width", "n_seeds", "censored"]
-    return Cells(pd.DataFrame(table, columns=columns), logs, np.array(sides, dtype=int), dropped,
-                 pd.DataFrame(left_out, columns=["depth", "width", "n_seeds", "lr"]))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# least squares with censoring, vectorised over bootstrap replicates
-
-
-def least_squares(
-    design: np.ndarray, log_y: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per replicate, (coefficients, residual sum of squares, full rank) of weighted least squares.
-
-    design (B, n, k), log_y and weight (B, n); weight 0 leaves a row out.
-    """
-    gram = np.einsum("bnk,bnl,bn->bkl", design, design, weight)
-    moment = np.einsum("bnk,bn,bn->bk", design, log_y, weight)
-    eigen = np.linalg.eigvalsh(gram)
-    full_rank = eigen[:, 0] > 1e-10 * np.maximum(eigen[:, -1], 1e-300)
-    safe = np.where(full_rank[:, None, None], gram, np.eye(gram.shape[-1]))
-    coefficients = np.linalg.solve(safe, moment[..., None])[..., 0]
-    residual = log_y - np.einsum("bnk,bk->bn", design, coefficients)
-    return coefficients, np.einsum("bn,bn,bn->b", residual, residual, weight), full_rank
-
-
-def tobit_terms(
-    design: np.ndarray, log_y: np.ndarray, side: np.ndarray, theta: np.ndarray, derivatives: bool
-) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Log-likelihood (and its gradient and Hessian) of the Tobit model in Olsen's parameters theta = (beta, 1) / sigma.
-
-    Olsen's parameterisation makes the log-likelihood concave, so Newton's method with halving steps
-    finds the maximum. Rows: side 0 measured, -1 below its bound, +1 at or above it.
-    """
-    gamma, h = theta[:, :-1], theta[:, -1]
-    linear = np.einsum("bnk,bk->bn", design, gamma)
-    vectors = np.concatenate([design, -log_y[..., None]], axis=-1)  # d(linear - h y)/d theta
-    measured, censored = side == 0, side != 0
-    residual = h[:, None] * log_y - linear
-    z = side * (linear - h[:, None] * log_y)
-    log_cdf = log_ndtr(np.where(censored, z, 0.0))
-    value = (np.where(measured, np.log(h)[:, None] - 0.5 * residual**2, 0.0).sum(1)
-             + np.where(censored, log_cdf, 0.0).sum(1))  # fmt: skip
-    if not derivatives:
-        return value
-    mills = np.exp(-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - log_cdf)  # phi(z) / Phi(z)
-    slope = np.where(measured, residual, np.where(censored, side * mills, 0.0))  # d l_i / d(linear - h y)
-    curvature = np.where(measured, -1.0, np.where(censored, -mills * (z + mills), 0.0))
-    gradient = np.einsum("bn,bnk->bk", slope, vectors)
-    hessian = np.einsum("bn,bnk,bnl->bkl", curvature, vectors, vectors)
-    count = measured.sum(1)
-    gradient[:, -1] += count / h
-    hessian[:, -1, -1] -= count / h**2
-    return value, gradient, hessian
-
-
-def censored_least_squares(
-    design: np.ndarray, log_y: np.ndarray, side: np.ndarray, *, max_iter: int = 200, tol: float = 1e-12
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per replicate, the coefficients of log y on the design with censored rows, and whether it is fittable.
-
-    design (B, n, k); log_y (B, n), the value or bound of each row; side (B, n) in {-1, 0, +1}. Rows with
-    side 0 are fitted by least squares; with a censored row, maximum likelihood of the Tobit model. A
-    replicate is fittable when its measured rows have a full-rank design. When the measured rows lie
-    exactly on a line that every censored row is consistent with, the likelihood grows without bound as
-    sigma -> 0: that line is the answer.
-    """
-    measured = (side == 0).astype(float)
-    coefficients, rss, valid = least_squares(design, log_y, measured)
-    fitted = np.einsum("bnk,bk->bn", design, coefficients)
-    consistent = np.all((side == 0) | (side * (fitted - log_y) >= 0), axis=1)
-    exact = rss <= 1e-24 * np.maximum(measured.sum(1), 1)
-    todo = valid & ~(exact & consistent)
-    todo &= (side != 0).any(1)
-    if not todo.any():
-        return coefficients, valid
-    x, y, s = design[todo], log_y[todo], side[todo]
-    sigma = np.sqrt(np.maximum(rss[todo] / np.maximum(measured[todo].sum(1), 1), 1e-6))
-    theta = np.concatenate([coefficients[todo], np.ones((len(sigma), 1))], axis=1) / sigma[:, None]
-    active = np.ones(len(theta), dtype=bool)
-    for _ in range(max_iter):
-        value, gradient, hessian = tobit_terms(x[active], y[active], s[active], theta[active], True)
-        step = np.linalg.solve(-hessian, gradient[..., None])[..., 0]
-        decrement = np.einsum("bk,bk->b", gradient, step)
-        size = np.ones(len(step))
-        for _ in range(40):  # halve until the likelihood does not fall and sigma stays positive
-            trial = theta[active] + size[:, None] * step
-            ok = trial[:, -1] > 0
-            trial_value = np.full(len(trial), -np.inf)
-            trial_value[ok] = tobit_terms(x[active][ok], y[active][ok], s[active][ok], trial[ok], False)
-            good = trial_value >= value - 1e-12 * np.abs(value)
-            if good.all():
-                break
-            size = np.where(good, size, size / 2)
-        rows = np.flatnonzero(active)
-        theta[rows] = trial
-        finished = decrement < tol
-        active[rows[finished]] = False
-        if not active.any():
-            break
-    converged = ~active
-    result = coefficients.copy()
-    result[todo] = theta[:, :-1] / theta[:, -1:]
-    valid = valid.copy()
-    valid[np.flatnonzero(todo)[~converged]] = False
-    return result, valid
-
-
-def bootstrap(cells: Cells, design: np.ndarray, n_bootstrap: int, seed: int, strata: np.ndarray) -> np.ndarray:
-    """Coefficients of the fittable replicates, each resampling the cells (within each stratum) and their seeds."""
-    rng = np.random.default_rng(seed)
-    n = len(cells.logs)
-    index = np.empty((n_bootstrap, n), dtype=int)
-    for stratum in np.unique(strata):
-        members = np.flatnonzero(strata == stratum)
-        index[:, members] = members[rng.integers(0, len(members), size=(n_bootstrap, len(members)))]
-    log_y = np.empty((n_bootstrap, n))
-    for cell, values in enumerate(cells.logs):
-        drawn = index == cell
-        seeds = values[rng.integers(0, len(values), size=(int(drawn.sum()), len(values)))]
-        log_y[drawn] = np.median(seeds, axis=1)
-    coefficients, valid = censored_least_squares(design[index], log_y, cells.side[index])
-    return coefficients[valid]
-
-
-def interval(replicates: np.ndarray, n_bootstrap: int, ci: float) -> tuple[float, float]:
-    """The percentile interval at level ``ci``, NaN when too few replicates could be fitted."""
-    if len(replicates) < MIN_VALID_REPLICATES * n_bootstrap:
-        return (math.nan, math.nan)
-    low, high = np.percentile(replicates, [50 * (1 - ci), 50 * (1 + ci)])
-    return (float(low), float(high))
-
-
-@dataclass(frozen=True)
-class Regression:
-    """A censored least-squares fit of the cells' log y on a design, with its bootstrap replicates."""
-
-    coefficients: np.ndarray
-    replicates: np.ndarray  # (fittable replicates, k)
-    r2: float  # over the measured cells, about the fitted line (below 0 when censored cells pull it away from them)
-
-    def interval(self, combination: np.ndarray, n_bootstrap: int, ci: float) -> tuple[float, float]:
-        return interval(self.replicates @ combination, n_bootstrap, ci)
-
-
-def regress(
-    cells: Cells, design: np.ndarray, n_bootstrap: int, seed: int, strata: np.ndarray | None = None
-) -> Regression:
-    """Fit the cells (``censored_least_squares``) and bootstrap it; raises ValueError when it is not fittable.
-
-    ``strata`` (one label per cell) makes the bootstrap draw cells within each stratum (None: one stratum).
-    """
-    log_y = cells.log_y
-    coefficients, valid = censored_least_squares(design[None], log_y[None], cells.side[None])
-    if not valid[0]:
-        raise ValueError(
-            f"the {int((cells.side == 0).sum())} measured cell(s) do not determine the fit "
-            f"({design.shape[1]} coefficients; censored cells: {cells.n_censored})"
-        )
-    measured = cells.side == 0
-    residual = (log_y - design @ coefficients[0])[measured]
-    total = np.sum((log_y[measured] - log_y[measured].mean()) ** 2)
-    r2 = 1.0 - np.sum(residual**2) / total if total > 0 else 1.0
-    strata = np.zeros(len(log_y), dtype=int) if strata is None else strata
-    return Regression(coefficients[0], bootstrap(cells, design, n_bootstrap, seed, strata), float(r2))
-
 
 # ----------------------------------------------------------------------------------------------------------
 # power laws in d w
@@ -331,7 +59,10 @@ class PowerLawFit:
     quantity: str
     exponent: float
     c: float
-    r2: float  # over the measured cells (see ``Regression.r2``)
+    r2: float  # over the measured cells (see ``censored.goodness``)
+    r2_ci: tuple[float, float]
+    scatter: float  # residual standard deviation of the measured cells' ln y about the law (``censored.goodness``)
+    scatter_ci: tuple[float, float]
     exponent_ci: tuple[float, float]
     c_ci: tuple[float, float]
     ci: float
@@ -382,6 +113,9 @@ def fit_power_law(
         exponent=float(fit.coefficients[0]),
         c=float(np.exp(fit.coefficients[1])),
         r2=fit.r2,
+        r2_ci=interval(fit.r2_replicates, n_bootstrap, ci),
+        scatter=fit.scatter,
+        scatter_ci=interval(fit.scatter_replicates[np.isfinite(fit.scatter_replicates)], n_bootstrap, ci),
         exponent_ci=fit.interval(np.array([1.0, 0.0]), n_bootstrap, ci),
         c_ci=(math.exp(log_c_ci[0]), math.exp(log_c_ci[1])),
         ci=ci,
@@ -477,6 +211,50 @@ def cutoff_sweep(
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
+@dataclass(frozen=True)
+class Misfit:
+    """How far the narrow cells (depth >= MIN_DEPTH, d / w above the cutoff) lie off the law fitted in the regime.
+
+    ``factor`` is exp of the root mean square of ln(value / law) over the narrow cells with a value (1: on the
+    law); its interval resamples the regime's cells (refitting the law) and the narrow cells, each with its
+    seeds. ``shift`` is the mean of ln(value / law) (below 0: narrow networks take smaller learning rates).
+    Narrow cells that are censored or where no learning rate reached t have no residual: they are counted.
+    """
+
+    factor: float
+    factor_ci: tuple[float, float]
+    shift: float
+    n_cells: int
+    n_censored: int
+    n_unreached: int
+
+
+def narrow_misfit(
+    frame: pd.DataFrame, quantity: str = "eta_star", *, n_bootstrap: int = N_BOOTSTRAP, ci: float = CI, seed: int = 0
+) -> Misfit:
+    """``Misfit`` of the cells our rule leaves out for being narrow (not shallow), against the regime's law."""
+    narrow_rows = (frame["depth"] >= MIN_DEPTH) & ~in_regime(frame)
+    regime = cell_values(frame[in_regime(frame)], quantity)
+    log_x = np.log(regime.table["depth"].to_numpy(float) * regime.table["width"].to_numpy(float))
+    distinct_values(regime, log_x, "depth * width values in the regime")
+    fit = regress(regime, np.stack([log_x, np.ones_like(log_x)], axis=1), n_bootstrap, seed)
+    narrow = cell_values(frame[narrow_rows], quantity)
+    measured = narrow.side == 0
+    if not measured.any():
+        raise ValueError(f"no narrow cell (depth >= {MIN_DEPTH}, d/w above the cutoff) has a value")
+    logs = [values for values, keep in zip(narrow.logs, measured) if keep]
+    table = narrow.table[measured]
+    log_dw = np.log(table["depth"].to_numpy(float) * table["width"].to_numpy(float))
+    residual = np.array([np.median(v) for v in logs]) - (fit.coefficients[0] * log_dw + fit.coefficients[1])
+    index, log_y = resample(Cells(table, logs, np.zeros(len(logs), int), 0, narrow.unreached), len(fit.replicates),
+                            np.random.default_rng(seed + 1))  # fmt: skip
+    lines = fit.replicates[:, :1] * log_dw[index] + fit.replicates[:, 1:]
+    rms = np.sqrt(np.mean((log_y - lines) ** 2, axis=1))
+    low, high = interval(rms, n_bootstrap, ci)
+    return Misfit(float(np.exp(np.sqrt(np.mean(residual**2)))), (math.exp(low), math.exp(high)),
+                  float(residual.mean()), int(measured.sum()), narrow.n_censored, len(narrow.unreached))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------------
 # is d w the variable? depth and width separately
 
@@ -544,6 +322,7 @@ class WidthExponent:
     n_values: int
     n_dropped: int
     n_censored: int
+    slope_replicates: np.ndarray = field(repr=False, compare=False)  # the bootstrap's, to compare two slopes
 
 
 def width_exponent(
@@ -567,5 +346,5 @@ def width_exponent(
     first = np.eye(design.shape[1])[0]
     return WidthExponent(
         quantity, float(fit.coefficients[0]), fit.interval(first, n_bootstrap, ci), ci, len(cells.logs), len(depths),
-        cells.n_values, cells.n_dropped, cells.n_censored,
+        cells.n_values, cells.n_dropped, cells.n_censored, fit.replicates[:, 0],
     )  # fmt: skip

@@ -3,10 +3,14 @@
 ``write_landing(profile, out_dir)`` writes two files that ``book/intro.md`` includes:
 
 - ``verdicts.md``: one sentence on the store (profile and coverage of its grids, one line), then a
-  compact MyST ``list-table`` (class ``milr-verdicts``, label ``tab-verdicts``) with one row per claim of ``milr_core.claims.claims_table``: the claim, its
-  verdict, its key number with its interval, and a link to the chapter that measures it;
-- ``summary.svg``: eta* against depth x width per dataset (log-log, coloured by depth, the
-  least-squares power law dashed), from ``run_experiment("power_law", profile)``.
+  compact MyST ``list-table`` (class ``milr-verdicts``, label ``tab-verdicts``) with one row per question
+  of ``milr_core.claims.claims_table``: the question in plain words, its verdict (per dataset where they
+  differ), the number it rests on with its 95% interval, why (where the interval lies against the rule's
+  threshold), and a link to the chapter that measures it;
+- ``summary.svg``: what the table's first row decides: eta* against depth x width per dataset (log-log,
+  coloured by depth), the power law fitted over our regime's cells (filled; the cells outside it hollow)
+  and the band of x1.5 around it within which rule (a1) counts a cell as on the law, from
+  ``run_experiment("power_law", profile)``.
 
 ``scripts/build_book.sh`` runs ``python -m milr_core.landing --profile PROFILE --out book/_generated``
 before ``jupyter-book build``. Text reaches the page in Unicode (eta* -> η*, lambda_1 -> λ₁), so that
@@ -22,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from milr_core.rules import DATASET_NAMES, LAW_FACTOR
+
 # Which chapter measures each claim: the claim's letter -> the notebook (docname under notebooks/).
 CHAPTERS = {
     "a": "02_power_law",
@@ -35,8 +41,8 @@ CHAPTERS = {
     "g": "12_predict",
 }
 KEY_NUMBER = "key number"  # a dedicated column of claims_table, used when present
-DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "gaussians": "Gaussians"}
-VERDICT_MARKS = {"supported": "✓", "mixed": "◐", "not supported": "✗", "not measured": "–"}
+VERDICT_MARKS = {"supported": "✓", "not supported": "✗", "undecided": "?", "not measured": "–",
+                 "number only": "#"}  # fmt: skip
 KEY_NUMBER_CHARS = 60  # a key number without an interval is cut to its first clause past this length
 
 # ASCII maths of the engine's strings -> Unicode, in order (the first ones are the most specific).
@@ -79,8 +85,8 @@ def unicode_math(text: str) -> str:
 
 
 def claim_letter(claim: str) -> str | None:
-    """"(a-ii) the law needs ..." -> "a-ii"; None without a leading "(letter)"."""
-    match = re.match(r"\s*\(([a-z](?:-[iv]+)?)\)", claim)
+    """"(a-ii) the law needs ..." -> "a-ii", "(b2) Does ..." -> "b"; None without a leading "(letter)"."""
+    match = re.match(r"\s*\(([a-z](?:-[iv]+)?)\d*\)", claim)
     return match.group(1) if match else None
 
 
@@ -109,34 +115,48 @@ def cell(text: str) -> str:
     return unicode_math(" ".join(str(text).split())).replace("*", "\\*")
 
 
-def chapter_link(claim: str) -> str:
-    chapter = CHAPTERS.get(claim_letter(claim) or "")
+def chapter_link(claim: str, chapter: str | None = None) -> str:
+    """A link to ``chapter`` (a notebook's docname), or to the chapter of the claim's letter (``CHAPTERS``)."""
+    chapter = chapter if isinstance(chapter, str) and chapter else CHAPTERS.get(claim_letter(claim) or "")
     if chapter is None:
         return "–"
     return f"{{doc}}`chapter {int(chapter.split('_')[0])} </notebooks/{chapter}>`"
 
 
+def verdict_cell(rows: pd.DataFrame) -> str:
+    """One question's verdict: "✓ supported", or per verdict the units it holds for where they differ."""
+    marked = lambda verdict: f"{VERDICT_MARKS.get(verdict, '')} {verdict}".strip()  # noqa: E731
+    if len(rows) == 1:
+        return marked(str(rows["verdict"].iloc[0]))
+    return "; ".join(f"{marked(str(r['verdict']))}: {r['scope']}" for _, r in rows.iterrows())
+
+
 def verdicts_table(claims: pd.DataFrame) -> str:
-    """The compact verdict table (a MyST ``list-table``, class ``milr-verdicts``): claim, verdict, key number, chapter."""
+    """The compact verdict table (a MyST ``list-table``, class ``milr-verdicts``): one row per question (per claim
+    for a table without questions) with its verdict, the number it rests on, why, and its chapter."""
     lines = [
         "```{list-table} What the paper claims, and what we measured",
         ":header-rows: 1",
         ":class: milr-verdicts",
         ":name: tab-verdicts",
         "",
-        "* - Claim",
+        "* - Question",
         "  - Verdict",
-        "  - Key number",
+        "  - Number [95% interval]",
+        "  - Why",
         "  - Measured in",
     ]
-    for _, row in claims.iterrows():
-        verdict = str(row["verdict"])
-        mark = VERDICT_MARKS.get(verdict, "")
+    asked = "question" if "question" in claims else "claim"
+    for question, rows in claims.groupby(asked, sort=False):
+        first = rows.iloc[0]
+        number = (first[KEY_NUMBER] if pd.notna(first[KEY_NUMBER]) and first[KEY_NUMBER] else "–") \
+            if asked == "question" else key_number(first)  # fmt: skip
         lines += [
-            f"* - {cell(row['claim'])}",
-            f"  - {mark} {cell(verdict)}".replace("  -  ", "  - "),
-            f"  - {cell(key_number(row))}",
-            f"  - {chapter_link(str(row['claim']))}",
+            f"* - {cell(question)}",
+            f"  - {cell(verdict_cell(rows))}",
+            f"  - {cell(number)}",
+            f"  - {cell(first.get('why', '') or '–')}",
+            f"  - {chapter_link(str(question), first.get('chapter'))}",
         ]
     return "\n".join(lines) + "\n```\n"
 
@@ -167,49 +187,61 @@ def dataset_name(key: str) -> str:
 
 
 def summary_figure(frame: pd.DataFrame):
-    """η* against depth × width, one panel per dataset, coloured by depth, with the least-squares power law.
+    """What question (a1) decides: η* against depth × width per dataset, with the power law fitted in our regime.
 
-    Each point is a cell's median η* over its seeds (on the log scale, as the fits aggregate); searches
-    that did not converge cannot sit on a log axis and are counted in the panel. Returns a Figure made
-    without pyplot (no backend, no global state).
+    One panel per dataset; each point is a cell's median η* over its seeds (on the log scale, as the fits
+    aggregate), coloured by depth, filled in our regime (``fit.in_regime``) and hollow outside it. The dashed
+    line is the law fitted over the regime's cells, drawn over their range of d w, and the shaded band is
+    the law ×/÷ ``rules.LAW_FACTOR``, within which (a1) counts cells as on the law; the corner gives α and the
+    cells' scatter with their 95% intervals. Searches that did not converge cannot sit on a log axis and are
+    counted in the panel. Returns a Figure made without pyplot (no backend, no global state).
     """
     import matplotlib
     from matplotlib import ticker
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    from milr_core.fit import fit_power_law
+    from milr_core.fit import fit_power_law, in_regime
 
     datasets = list(dict.fromkeys(frame["dataset"]))
     depths = sorted({int(d) for d in frame["depth"]})
     palette = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, max(len(depths), 2)))
     colors = {d: palette[i] for i, d in enumerate(depths)}
-    fig = Figure(figsize=(7.2, 3.0), layout="constrained")
+    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
     axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
     for ax, name in zip(axes, datasets):
         rows = frame[frame["dataset"] == name]
         values = pd.to_numeric(rows["eta_star"], errors="coerce").astype(float)
         usable = np.isfinite(values) & (values > 0)
         kept = rows.loc[usable, ["depth", "width"]].assign(value=values[usable])
-        kept["dw"] = kept["depth"] * kept["width"]
-        cells = kept.groupby(["depth", "dw"])["value"].apply(lambda v: float(np.exp(np.median(np.log(v))))).reset_index()
+        cells = kept.groupby(["depth", "width"])["value"].apply(lambda v: float(np.exp(np.median(np.log(v)))))
+        cells = cells.reset_index().assign(dw=lambda c: c["depth"] * c["width"])
+        inside = in_regime(cells)
         for depth, color in colors.items():
-            mine = cells[cells["depth"] == depth]
-            ax.scatter(mine["dw"], mine["value"], color=color, s=22, edgecolors="black", linewidths=0.4, zorder=3)
+            for regime, face in ((True, color), (False, "none")):
+                mine = cells[(cells["depth"] == depth) & (inside == regime)]
+                ax.scatter(mine["dw"], mine["value"], s=22, zorder=3, facecolors=face, edgecolors=color if not regime
+                           else "black", linewidths=0.4 if regime else 1.0)  # fmt: skip
         title = dataset_name(name)
         thresholds = rows["threshold"].dropna().unique() if "threshold" in rows else []
         if len(thresholds) == 1:
             title += f" (t = {thresholds[0]:g})"
         try:
-            fit = fit_power_law(rows, "eta_star", n_bootstrap=50)
-            xs = np.geomspace(cells["dw"].min(), cells["dw"].max(), 50)
-            ax.plot(xs, fit.predict(xs), color="black", linestyle="--", linewidth=1.0)
-            note = f"α = {fit.alpha:.2f}, R² = {fit.r2:.2f}"
+            fit = fit_power_law(rows[in_regime(rows)], "eta_star")
+            xs = np.geomspace(cells.loc[inside, "dw"].min(), cells.loc[inside, "dw"].max(), 50)
+            ax.plot(xs, fit.predict(xs), color="black", linestyle="--", linewidth=1.0, zorder=4)
+            ax.fill_between(xs, fit.predict(xs) / LAW_FACTOR, fit.predict(xs) * LAW_FACTOR, color="0.5", alpha=0.2,
+                            linewidth=0, zorder=1)  # fmt: skip
+            note = f"in regime: α = {fit.alpha:.2f} [{fit.alpha_ci[0]:.2f}, {fit.alpha_ci[1]:.2f}]"
+            if np.isfinite(fit.scatter_ci).all():
+                low, high = np.exp(fit.scatter_ci)
+                note += f"\nscatter ×{np.exp(fit.scatter):.2f} [×{low:.2f}, ×{high:.2f}]"
         except ValueError:
-            note = "no fit (too few cells)"
+            note = "no fit (too few cells in the regime)"
         if (~usable).any():
             note += f"\n{int((~usable).sum())} of {len(rows)} searches not converged"
-        ax.text(0.04, 0.04, note, transform=ax.transAxes, fontsize=7.5, linespacing=1.3)
+        ax.text(0.04, 0.04, note, transform=ax.transAxes, fontsize=7, linespacing=1.3)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9.5)
@@ -221,9 +253,12 @@ def summary_figure(frame: pd.DataFrame):
     axes[0].yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     handles = [Line2D([], [], marker="o", linestyle="", color=c, markeredgecolor="black", markeredgewidth=0.4,
                       label=f"{d}") for d, c in colors.items()]  # fmt: skip
-    handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.0, label="power law"))
-    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False,
-               title="depth", title_fontsize=8, columnspacing=1.0, handletextpad=0.3)  # fmt: skip
+    handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3",
+                       label="outside regime"),
+                Line2D([], [], color="black", linestyle="--", linewidth=1.0, label="law fitted in regime"),
+                Patch(color="0.5", alpha=0.2, label=f"×/÷{LAW_FACTOR:g}")]  # fmt: skip
+    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=7.5, frameon=False,
+               title="depth", title_fontsize=8, columnspacing=0.8, handletextpad=0.3)  # fmt: skip
     return fig
 
 

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from milr_core.fit import fit_power_law
+from milr_core.intervals import cell_bootstrap, median_interval, wilson
 from milr_core.tables import BY_DATASET, KEYS, attempt, groups, positive, table_of
 
 BOUNDS_RTOL = 1e-5  # an inequality between two measured eigenvalues holds if it holds to this relative slack (ours)
@@ -84,14 +86,26 @@ def with_products(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def relation(x: pd.Series, y: pd.Series) -> dict:
-    """How two positive quantities relate across networks: Spearman's rho and the slope of log y on log x."""
-    both = pd.concat([np.log(x), np.log(y)], axis=1).dropna()
-    varied = len(both) >= 3 and both.iloc[:, 0].nunique() > 1
-    return {
-        "spearman": float(both.iloc[:, 0].corr(both.iloc[:, 1], method="spearman")) if varied else math.nan,
-        "slope": float(np.polyfit(both.iloc[:, 0], both.iloc[:, 1], 1)[0]) if varied else math.nan,
-    }
+def relation(x: pd.Series, y: pd.Series, frame: pd.DataFrame | None = None) -> dict:
+    """How two positive quantities relate across networks: Spearman's rho and the slope of log y on log x, each with
+    its ``intervals.cell_bootstrap`` interval when ``frame`` (the networks, with depth and width) is given."""
+    logs = np.log(pd.concat([x, y], axis=1).to_numpy(float))
+    usable = np.isfinite(logs).all(axis=1)
+
+    def statistics(rows: np.ndarray) -> np.ndarray:
+        both = logs[rows][usable[rows]]
+        if len(both) < 3 or np.ptp(both[:, 0]) == 0:
+            return np.array([math.nan, math.nan])
+        x, y = (both - both.mean(axis=0)).T
+        ranks = stats.rankdata(both, axis=0)
+        u, v = (ranks - ranks.mean(axis=0)).T
+        rho = np.sum(u * v) / np.sqrt(np.sum(u * u) * np.sum(v * v)) if np.any(v) else math.nan
+        return np.array([rho, np.sum(x * y) / np.sum(x * x)])
+
+    rho, slope = statistics(np.arange(len(logs)))
+    intervals = cell_bootstrap(frame, statistics) if frame is not None else [(math.nan, math.nan)] * 2
+    return {"spearman": float(rho), "spearman low": intervals[0][0], "spearman high": intervals[0][1],
+            "slope": float(slope), "slope low": intervals[1][0], "slope high": intervals[1][1]}  # fmt: skip
 
 
 def spread(product: pd.Series) -> dict:
@@ -112,8 +126,10 @@ def sharpness_relation(joined: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) 
     """eta* against the sharpness at init, with raw and effective lambda_1 (``join_sharpness`` or a catapult frame).
 
     One row per group and sharpness: the ``by`` columns, sharpness (raw: lambda_1 of H; effective:
-    lambda_1_eff of P^1/2 H P^1/2), networks, Spearman (of eta* and lambda), slope (of ln eta* on ln lambda;
-    -1 if eta* = c / lambda), product median, product min, product max, max / min, sd of ln product (of
+    lambda_1_eff of P^1/2 H P^1/2), networks, Spearman (of eta* and lambda) with its interval (Spearman low,
+    Spearman high), slope (of ln eta* on ln lambda; -1 if eta* = c / lambda) with its interval (slope low,
+    slope high; both ``intervals.cell_bootstrap``), product median, product min, product max, max / min, sd of ln
+    product (of
     eta* lambda; 0 if inversely related), closest to constant (the sharpness whose product has the smaller sd).
     """
     joined = with_products(joined)
@@ -124,10 +140,12 @@ def sharpness_relation(joined: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) 
                 continue
             product = group[field.replace("lambda_1", "eta_lambda")]
             rows.append(values | {"sharpness": name, "networks": int(product.notna().sum())}
-                        | relation(positive(group[field]), group["eta_star"]) | spread(product))  # fmt: skip
-    names = {"spearman": "Spearman", "slope": "slope (log-log)"}
-    columns = [*by, "sharpness", "networks", "Spearman", "slope (log-log)", "product median", "product min",
-               "product max", "max / min", "sd of ln product", "closest to constant"]  # fmt: skip
+                        | relation(positive(group[field]), group["eta_star"], group) | spread(product))  # fmt: skip
+    names = {"spearman": "Spearman", "spearman low": "Spearman low", "spearman high": "Spearman high",
+             "slope": "slope (log-log)"}  # fmt: skip
+    columns = [*by, "sharpness", "networks", "Spearman", "Spearman low", "Spearman high", "slope (log-log)",
+               "slope low", "slope high", "product median", "product min", "product max", "max / min",
+               "sd of ln product", "closest to constant"]  # fmt: skip
     table = table_of(pd.DataFrame(rows).rename(columns=names), columns)
     if len(table):  # which product is closer to constant, where both sharpnesses were measured
         grouped = table.groupby(list(by), sort=False)["sd of ln product"]
@@ -167,7 +185,8 @@ def late_contrast(late: pd.DataFrame, *, by: Sequence[str] = ("dataset", "pretra
     Prior work ties the largest stable LR later in training to 2 / lambda_1 there (the edge of stability),
     so the late product should sit near 2 at every d w; eta* x lambda_1(theta_0) need not. One row per group,
     relation and sharpness: the ``by`` columns, relation, sharpness (raw, effective), networks, product
-    median, product min, product max, max / min, sd of ln product, exponent in d*w (of the product),
+    median with its interval (median low, median high: ``intervals.cell_bootstrap``), product min, product max,
+    max / min, sd of ln product, exponent in d*w (of the product),
     exponent low, exponent high, R^2, note.
     """
     frame = late_networks(late)
@@ -179,32 +198,46 @@ def late_contrast(late: pd.DataFrame, *, by: Sequence[str] = ("dataset", "pretra
                 if group[column].isna().all():
                     continue
                 fit, note = attempt(fit_power_law, group, column)
+                low, high = median_interval(positive(group[column]), group)
                 row = values | {"relation": label, "sharpness": name, "networks": int(group[column].notna().sum()),
-                                "note": note} | spread(group[column])  # fmt: skip
+                                "note": note, "median low": low, "median high": high}  # fmt: skip
+                row |= spread(group[column])
                 if fit is not None:
                     row |= {"exponent in d*w": fit.exponent, "exponent low": fit.exponent_ci[0],
                             "exponent high": fit.exponent_ci[1], "R^2": fit.r2}  # fmt: skip
                 rows.append(row)
-    columns = [*by, "relation", "sharpness", "networks", "product median", "product min", "product max", "max / min",
-               "sd of ln product", "exponent in d*w", "exponent low", "exponent high", "R^2", "note"]  # fmt: skip
+    columns = [*by, "relation", "sharpness", "networks", "product median", "median low", "median high", "product min",
+               "product max", "max / min", "sd of ln product", "exponent in d*w", "exponent low", "exponent high",
+               "R^2", "note"]  # fmt: skip
     return table_of(rows, columns)
 
 
 def late_ratio_table(late: pd.DataFrame, *, by: Sequence[str] = ("dataset", "pretrain_steps")) -> pd.DataFrame:
-    """Per group: late max LR / eta* (median, min, max), pretrainings that stayed below t, late searches not converged.
+    """Per group: late max LR / eta* (median, min, max) and its exponent in d w, pretrainings that stayed below t,
+    late searches not converged.
 
-    Columns: the ``by`` columns, networks, ratio median, ratio min, ratio max, pretraining below t, late not converged.
+    The exponent of the ratio is the late LR's exponent in d w minus eta*'s, measured on the same networks
+    (each network's ratio, cell medians, the fits' bootstrap), so the two share their noise. Columns: the
+    ``by`` columns, networks, ratio median, ratio min, ratio max, ratio exponent, exponent low, exponent high,
+    pretraining below t, late not converged, note.
     """
     frame = late_networks(late)
     accuracy, threshold = (pd.to_numeric(frame[c], errors="coerce") for c in ("pretrain_accuracy", "threshold"))
     below = accuracy < threshold
     frame = frame.assign(ratio=positive(frame["ratio"]), below=below, unresolved=frame["late_status"] != "converged")
-    rows = [values | {"networks": len(group), "ratio median": group["ratio"].median(),
-                      "ratio min": group["ratio"].min(), "ratio max": group["ratio"].max(),
-                      "pretraining below t": int(group["below"].sum()),
-                      "late not converged": int(group["unresolved"].sum())}
-            for values, group in groups(frame, by)]  # fmt: skip
-    columns = [*by, "networks", "ratio median", "ratio min", "ratio max", "pretraining below t", "late not converged"]
+    rows = []
+    for values, group in groups(frame, by):
+        fit, note = attempt(fit_power_law, group, "ratio")
+        row = values | {"networks": len(group), "ratio median": group["ratio"].median(),
+                        "ratio min": group["ratio"].min(), "ratio max": group["ratio"].max(),
+                        "pretraining below t": int(group["below"].sum()),
+                        "late not converged": int(group["unresolved"].sum()), "note": note}  # fmt: skip
+        if fit is not None:
+            row |= {"ratio exponent": fit.exponent, "exponent low": fit.exponent_ci[0],
+                    "exponent high": fit.exponent_ci[1]}  # fmt: skip
+        rows.append(row)
+    columns = [*by, "networks", "ratio median", "ratio min", "ratio max", "ratio exponent", "exponent low",
+               "exponent high", "pretraining below t", "late not converged", "note"]  # fmt: skip
     return table_of(rows, columns)
 
 
@@ -219,8 +252,11 @@ def bounds_check(frame: pd.DataFrame) -> pd.DataFrame:
 
     Columns added: dw, half_ntk_trace ((1/2)(1/N) sum_i ||J_i||_F^2, whose expectation is
     expected_upper_bound), sandwich (lower <= lambda_1(G) <= upper, what is proved), hessian_below_upper
-    (lambda_1(H) <= upper: not proved, H is not PSD), lower_below_hessian (proved), and the ratios
-    upper_over_ggn, ggn_over_lower and trace_over_expected.
+    (lambda_1(H) <= upper: not proved, H is not PSD), lower_below_hessian (proved), the ratios
+    upper_over_ggn, ggn_over_lower and trace_over_expected, and for the sandwich: failure (by how much, relative
+    to lambda_1(G), the worse side fails; <= 0 when it holds), error (lambda_1(G)'s error bar: its relative
+    Lanczos residual where stored, at least ``BOUNDS_RTOL``) and broken (it fails by more than that error bar:
+    a counterexample, not round-off).
     """
     missing = [c for c in BOUND_COLUMNS if c not in frame.columns]
     if missing:
@@ -240,19 +276,26 @@ def bounds_check(frame: pd.DataFrame) -> pd.DataFrame:
     table["upper_over_ggn"] = table["ggn_upper_bound"] / table["lambda_1_ggn"]
     table["ggn_over_lower"] = table["lambda_1_ggn"] / table["lower_bound"]
     table["trace_over_expected"] = table["half_ntk_trace"] / table["expected_upper_bound"]
+    table["failure"] = np.maximum(table["lower_bound"] - table["lambda_1_ggn"],
+                                  table["lambda_1_ggn"] - table["ggn_upper_bound"]) / table["lambda_1_ggn"]  # fmt: skip
+    residual = pd.to_numeric(frame.loc[table.index, "lambda_1_ggn_residual"], errors="coerce") \
+        if "lambda_1_ggn_residual" in frame else pd.Series(0.0, index=table.index)  # fmt: skip
+    table["error"] = residual.fillna(0.0).clip(lower=BOUNDS_RTOL)
+    table["broken"] = table["failure"] > table["error"]
     return table.reset_index(drop=True)
 
 
 def bounds_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: networks, how many satisfy each inequality, and how loose the bounds are.
 
-    Columns: dataset, networks, sandwich holds (lower <= lambda_1(G) <= upper, a count), lambda_1(H) <= upper,
+    Columns: dataset, networks, sandwich holds (lower <= lambda_1(G) <= upper, a count), sandwich broken
+    (networks where it fails beyond lambda_1(G)'s error bar, ``bounds_check``), lambda_1(H) <= upper,
     lower <= lambda_1(H), lambda_1(H) / lambda_1(G) max, upper / lambda_1(G) median, lambda_1(G) / lower
     median, trace / closed form median.
     """
     table = bounds_check(frame)
     rows = [{"dataset": name, "networks": len(group),
-             "sandwich holds": int(group["sandwich"].sum()),
+             "sandwich holds": int(group["sandwich"].sum()), "sandwich broken": int(group["broken"].sum()),
              "lambda_1(H) <= upper": int(group["hessian_below_upper"].sum()),
              "lower <= lambda_1(H)": int(group["lower_below_hessian"].sum()),
              "lambda_1(H) / lambda_1(G) max": (group["lambda_1"] / group["lambda_1_ggn"]).max(),
@@ -260,9 +303,42 @@ def bounds_summary(frame: pd.DataFrame) -> pd.DataFrame:
              "lambda_1(G) / lower median": group["ggn_over_lower"].median(),
              "trace / closed form median": group["trace_over_expected"].median()}
             for name, group in table.groupby("dataset", sort=False)]  # fmt: skip
-    columns = ["dataset", "networks", "sandwich holds", "lambda_1(H) <= upper", "lower <= lambda_1(H)",
+    columns = ["dataset", "networks", "sandwich holds", "sandwich broken", "lambda_1(H) <= upper",
+               "lower <= lambda_1(H)",
                "lambda_1(H) / lambda_1(G) max", "upper / lambda_1(G) median", "lambda_1(G) / lower median",
                "trace / closed form median"]  # fmt: skip
+    return table_of(rows, columns)
+
+
+def bounds_scaling(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: how tight our bounds are, and whether lambda_1(G) grows with d w as the upper bound does.
+
+    Columns: dataset, networks, lambda_1 / upper (median of lambda_1(G) / upper bound: 1 is tight), its
+    interval (upper low, upper high), lambda_1 / lower (median of lambda_1(G) / lower bound) with its interval
+    (lower low, lower high; both ``intervals.cell_bootstrap``), lambda_1 exponent and upper exponent (in d w,
+    each fitted on its own), exponent gap (the exponent of lambda_1(G) / upper bound in d w, network by
+    network: lambda_1's exponent minus the bound's, sharing their noise), gap low, gap high, note.
+    """
+    table = bounds_check(frame)
+    table = table.assign(tight_upper=table["lambda_1_ggn"] / table["ggn_upper_bound"],
+                         tight_lower=table["lambda_1_ggn"] / table["lower_bound"])  # fmt: skip
+    rows = []
+    for name, group in table.groupby("dataset", sort=False):
+        row = {"dataset": name, "networks": len(group)}
+        for side in ("upper", "lower"):
+            ratio = group[f"tight_{side}"]
+            low, high = median_interval(ratio, group)
+            row |= {f"lambda_1 / {side}": ratio.median(), f"{side} low": low, f"{side} high": high}
+        fits = {key: attempt(fit_power_law, group, column)
+                for key, column in (("lambda_1", "lambda_1_ggn"), ("upper", "ggn_upper_bound"), ("gap", "tight_upper"))}
+        row["note"] = next((note for _, note in fits.values() if note), "")
+        if not row["note"]:
+            gap = fits["gap"][0]
+            row |= {"lambda_1 exponent": fits["lambda_1"][0].exponent, "upper exponent": fits["upper"][0].exponent,
+                    "exponent gap": gap.exponent, "gap low": gap.exponent_ci[0], "gap high": gap.exponent_ci[1]}
+        rows.append(row)
+    columns = ["dataset", "networks", "lambda_1 / upper", "upper low", "upper high", "lambda_1 / lower", "lower low",
+               "lower high", "lambda_1 exponent", "upper exponent", "exponent gap", "gap low", "gap high", "note"]
     return table_of(rows, columns)
 
 
@@ -270,20 +346,23 @@ def catapult_table(frame: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) -> pd
     """Per group: where eta* x lambda_1_eff falls among the regimes of Lewkowycz et al. (2020), as the engine stored.
 
     Columns: the ``by`` columns, networks, with eta* (networks whose search converged), stable, catapult,
-    divergent (counts of the stored ``regime``), inside window (fraction of those with eta* in catapult),
-    eta* lambda_1_eff median, min, max.
+    divergent (counts of the stored ``regime``), inside window (fraction of those with eta* in catapult) with
+    its Wilson interval (inside low, inside high), eta* lambda_1_eff median, min, max.
     """
     product = positive(frame["eta_lambda_eff"] if "eta_lambda_eff" in frame else frame["eta_lambda"])
     rows = []
     for values, group in groups(frame.assign(product=product), by):
         counts = group["regime"].value_counts()
-        measured = int(group["regime"].isin(REGIMES).sum())
+        measured, inside = int(group["regime"].isin(REGIMES).sum()), int(counts.get("catapult", 0))
+        low, high = wilson(inside, measured)
         rows.append(values | {"networks": len(group), "with eta*": measured}
                     | {name: int(counts.get(name, 0)) for name in REGIMES}
-                    | {"inside window": counts.get("catapult", 0) / measured if measured else math.nan,
+                    | {"inside window": inside / measured if measured else math.nan, "inside low": low,
+                       "inside high": high,
                        "eta* lambda_1_eff median": group["product"].median(),
                        "eta* lambda_1_eff min": group["product"].min(),
                        "eta* lambda_1_eff max": group["product"].max()})  # fmt: skip
-    columns = [*by, "networks", "with eta*", *REGIMES, "inside window", "eta* lambda_1_eff median",
+    columns = [*by, "networks", "with eta*", *REGIMES, "inside window", "inside low", "inside high",
+               "eta* lambda_1_eff median",
                "eta* lambda_1_eff min", "eta* lambda_1_eff max"]  # fmt: skip
     return table_of(rows, columns)

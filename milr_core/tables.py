@@ -19,7 +19,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from milr_core.fit import cutoff_sweep, fit_power_law, fit_product_form, in_regime, residuals, width_exponent
+from milr_core.fit import (
+    CI,
+    N_BOOTSTRAP,
+    cutoff_sweep,
+    fit_power_law,
+    fit_product_form,
+    in_regime,
+    narrow_misfit,
+    residuals,
+    width_exponent,
+)
 from milr_core.predict import held_out_summary, leave_one_cell_out
 
 ALL_CELLS, IN_REGIME = "all cells", "in regime"  # the two sets of cells a fit runs over (``fit.REGIME_RULE``)
@@ -27,7 +37,7 @@ SCOPES = (ALL_CELLS, IN_REGIME)
 BY_DATASET = ("dataset",)  # the default grouping of every summary
 KEYS = ["dataset", "depth", "width", "seed"]  # one network (the same seed: the same initial weights)
 COUNTS = ("n cells", "censored cells", "seeds used", "seeds dropped", "networks", "depths", "widths", "narrowest",
-          "widest", "min depth")  # integer columns, kept integer where a row without a fit leaves them empty
+          "widest", "min depth", "unreached cells")  # integer columns, kept so where a row without a fit leaves them empty
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -80,7 +90,9 @@ def exponents_table(
     """Signed exponent p of quantity ~ c (d w)^p per group, quantity and set of cells.
 
     Columns: the ``by`` columns, quantity, cells (``ALL_CELLS`` or ``IN_REGIME``), exponent, exponent low,
-    exponent high (the bootstrap interval), c, R^2, n cells, censored cells, seeds used, seeds dropped, note.
+    exponent high (the bootstrap interval), c, R^2, R^2 low, R^2 high, scatter (the factor exp(s) by which a
+    cell typically lies off the law, s the residual sd of ln y), scatter low, scatter high, n cells, censored
+    cells, seeds used, seeds dropped, note.
     """
     rows = []
     for quantity in quantities:
@@ -90,12 +102,15 @@ def exponents_table(
                 row = values | {"quantity": quantity, "cells": scope, "note": note}
                 if fit is not None:
                     row |= {"exponent": fit.exponent, "exponent low": fit.exponent_ci[0],
-                            "exponent high": fit.exponent_ci[1], "c": fit.c, "R^2": fit.r2, "n cells": fit.n_cells,
-                            "censored cells": fit.n_censored, "seeds used": fit.n_values,
+                            "exponent high": fit.exponent_ci[1], "c": fit.c, "R^2": fit.r2, "R^2 low": fit.r2_ci[0],
+                            "R^2 high": fit.r2_ci[1], "scatter": math.exp(fit.scatter),
+                            "scatter low": math.exp(fit.scatter_ci[0]), "scatter high": math.exp(fit.scatter_ci[1]),
+                            "n cells": fit.n_cells, "censored cells": fit.n_censored, "seeds used": fit.n_values,
                             "seeds dropped": fit.n_dropped}  # fmt: skip
                 rows.append(row)
-    columns = [*by, "quantity", "cells", "exponent", "exponent low", "exponent high", "c", "R^2", "n cells",
-               "censored cells", "seeds used", "seeds dropped", "note"]  # fmt: skip
+    columns = [*by, "quantity", "cells", "exponent", "exponent low", "exponent high", "c", "R^2", "R^2 low",
+               "R^2 high", "scatter", "scatter low", "scatter high", "n cells", "censored cells", "seeds used",
+               "seeds dropped", "note"]  # fmt: skip
     return table_of(rows, columns)
 
 
@@ -104,8 +119,8 @@ def fits_table(
 ) -> pd.DataFrame:
     """The power law of eta* = c (d w)^-alpha per group, over all cells and over the cells in the regime.
 
-    Columns: the ``by`` columns, cells, alpha, alpha low, alpha high, c, R^2, n cells, censored cells,
-    seeds used, seeds dropped, note.
+    Columns: the ``by`` columns, cells, alpha, alpha low, alpha high, c, R^2, R^2 low, R^2 high, scatter,
+    scatter low, scatter high (``exponents_table``), n cells, censored cells, seeds used, seeds dropped, note.
     """
     table = exponents_table(frame, [quantity], by=by, scopes=scopes)
     table.insert(len(by) + 2, "alpha", -table["exponent"])
@@ -148,6 +163,30 @@ def alpha_vs_cutoff(
     columns = [*by, "min depth", "max d/w", "max d/w value", "alpha", "alpha low", "alpha high", "R^2", "n cells",
                "censored cells", "our rule", "note"]  # fmt: skip
     return table_of(pd.concat(parts, ignore_index=True).rename(columns=names), columns)
+
+
+def narrow_misfit_table(
+    frame: pd.DataFrame, *, by: Sequence[str] = BY_DATASET, quantity: str = "eta_star"
+) -> pd.DataFrame:
+    """Per group: how far the narrow cells (depth >= ``fit.MIN_DEPTH``, d/w above the cutoff) lie off the law fitted
+    in the regime (``fit.narrow_misfit``).
+
+    Columns: the ``by`` columns, misfit (the factor exp(RMS of ln(value / law))), misfit low, misfit high,
+    shift (the mean of ln(value / law): below 0 when narrow networks take smaller learning rates), n cells,
+    censored cells, unreached cells (no residual, counted), note.
+    """
+    rows = []
+    for values, group in groups(frame, by):
+        fit, note = attempt(narrow_misfit, group, quantity)
+        row = values | {"note": note}
+        if fit is not None:
+            row |= {"misfit": fit.factor, "misfit low": fit.factor_ci[0], "misfit high": fit.factor_ci[1],
+                    "shift": fit.shift, "n cells": fit.n_cells, "censored cells": fit.n_censored,
+                    "unreached cells": fit.n_unreached}  # fmt: skip
+        rows.append(row)
+    columns = [*by, "misfit", "misfit low", "misfit high", "shift", "n cells", "censored cells", "unreached cells",
+               "note"]  # fmt: skip
+    return table_of(rows, columns)
 
 
 def product_form_table(
@@ -236,6 +275,40 @@ def width_exponents_table(
     steepness = table["width slope"].abs()
     table["flattest"] = steepness.notna() & (steepness == steepness.groupby(table[by[0]]).transform("min"))
     return table
+
+
+def flatness_table(
+    frame: pd.DataFrame, flat: str, base: str, *, by: Sequence[str] = ("dataset", "variant"), quantity: str = "eta_star"
+) -> pd.DataFrame:
+    """Per value of ``by[0]``: is group ``flat`` (of ``by[1]``) flatter in width than group ``base``, on their shared cells?
+
+    Columns: the first ``by`` column, flat slope, flat low, flat high, base slope, steeper by (|base slope| -
+    |flat slope|: above 0 when ``flat`` is flatter), steeper by low, steeper by high (the two fits' bootstrap
+    replicates paired, each fit resampling its own cells), width range, note.
+    """
+    first, column = by[0], by[1]
+    pair = frame[frame[column].isin([flat, base])]
+    rows = []
+    for values, group in groups(shared_cells(pair, by), [first]):
+        names = set(group[column])
+        if names != {flat, base}:
+            rows.append(values | {"note": f"no cells of {' and '.join(sorted({flat, base} - names))}"})
+            continue
+        fits = {name: attempt(width_exponent, group[group[column] == name], quantity) for name in (flat, base)}
+        note = fits[flat][1] or fits[base][1]
+        row = values | {"width range": f"{group['width'].min()}-{group['width'].max()}", "note": note}
+        if not note:
+            mine, theirs = fits[flat][0], fits[base][0]
+            n = min(len(mine.slope_replicates), len(theirs.slope_replicates))
+            steeper = np.abs(theirs.slope_replicates[:n]) - np.abs(mine.slope_replicates[:n])
+            low, high = (np.percentile(steeper, [50 * (1 - mine.ci), 50 * (1 + mine.ci)]) if n else (math.nan,) * 2)
+            row |= {"flat slope": mine.slope, "flat low": mine.slope_ci[0], "flat high": mine.slope_ci[1],
+                    "base slope": theirs.slope, "steeper by": abs(theirs.slope) - abs(mine.slope),
+                    "steeper by low": float(low), "steeper by high": float(high)}  # fmt: skip
+        rows.append(row)
+    columns = [first, "flat slope", "flat low", "flat high", "base slope", "steeper by", "steeper by low",
+               "steeper by high", "width range", "note"]  # fmt: skip
+    return table_of(rows, columns)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -341,17 +414,29 @@ def non_monotone_table(frame: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) -
     return table_of(rows, columns)
 
 
-def held_out_table(frame: pd.DataFrame, *, regime: bool = False) -> pd.DataFrame:
+def held_out_table(
+    frame: pd.DataFrame, *, regime: bool = False, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
+) -> pd.DataFrame:
     """Per dataset: each eta* cell predicted from the others (``predict.leave_one_cell_out``), summarised.
 
     ``regime``: predict only the cells in the regime, from the others in it. Columns: dataset, cells, with
-    interval, coverage, ``mean |log error|``, ``max |log error|``, typical factor, interval factor.
+    interval, coverage, ``mean |log error|`` with its interval (``error low``, ``error high``: the held-out
+    cells resampled), ``max |log error|``, typical factor, interval factor.
     """
-    parts = [held_out_summary(leave_one_cell_out(frame, name, regime=regime)) for name in frame["dataset"].unique()]
-    parts = [part for part in parts if len(part)]
+    parts = []
+    for name in frame["dataset"].unique():
+        cells = leave_one_cell_out(frame, name, regime=regime)
+        if cells.empty:
+            continue
+        errors = cells["log_error"].abs().to_numpy()
+        draws = np.random.default_rng(seed).integers(0, len(errors), size=(n_bootstrap, len(errors)))
+        low, high = np.percentile(errors[draws].mean(axis=1), [50 * (1 - CI), 50 * (1 + CI)])
+        parts.append(held_out_summary(cells).assign(**{"error low": low, "error high": high}))
     if not parts:
         return held_out_summary(pd.DataFrame()).reset_index(names="dataset")
-    return pd.concat(parts).reset_index(names="dataset")
+    table = pd.concat(parts).reset_index(names="dataset")
+    order = ["dataset", "cells", "with interval", "coverage", "mean |log error|", "error low", "error high"]
+    return table[order + [c for c in table.columns if c not in order]]
 
 
 # ----------------------------------------------------------------------------------------------------------

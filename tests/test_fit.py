@@ -10,15 +10,15 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import norm
 
+from milr_core.censored import cell_values, censored_least_squares
 from milr_core.fit import (
     MAX_DEPTH_OVER_WIDTH,
     MIN_DEPTH,
     SWEEP_CUTOFFS,
     SWEEP_MIN_DEPTHS,
-    cell_values,
-    censored_least_squares,
     cutoff_sweep,
     fit_in_regime,
+    narrow_misfit,
     fit_power_law,
     fit_product_form,
     in_regime,
@@ -82,6 +82,28 @@ def test_misfit_widens_the_interval_so_that_it_covers():
         covered += fit.alpha_ci[0] <= 0.7 <= fit.alpha_ci[1]
         widths.append(fit.alpha_ci[1] - fit.alpha_ci[0])
     assert covered >= 16 and np.median(widths) > 0.1
+
+
+def test_r2_and_scatter_have_intervals():
+    """The scatter of cells about the law (residual sd of ln y, n - 2 degrees of freedom) estimates the misfit
+    planted per cell, and its interval and R^2's come from the same bootstrap as the exponent's."""
+    fit = fit_power_law(planted(-0.6, -0.6, seed_noise=0.01, cell_noise=0.3, rng_seed=2), n_bootstrap=500)
+    assert 0.2 < fit.scatter < 0.4 and fit.scatter_ci[0] < 0.3 < fit.scatter_ci[1]
+    assert fit.r2_ci[0] < fit.r2 <= fit.r2_ci[1] + 0.02 and fit.r2_ci[1] <= 1
+    exact = fit_power_law(planted(-0.6, -0.6, seed_noise=0.0), n_bootstrap=50)
+    assert exact.scatter == pytest.approx(0, abs=1e-9) and exact.r2_ci == pytest.approx((1, 1))
+
+
+def test_narrow_misfit_against_the_regime_law():
+    frame = planted(-0.7, -0.7, seed_noise=0.02)
+    narrow = (frame["depth"] >= MIN_DEPTH) & (frame["depth"] / frame["width"] > MAX_DEPTH_OVER_WIDTH)
+    frame.loc[narrow, "eta_star"] /= 3.0  # the narrow networks take a third of what the law says
+    frame.loc[frame["depth"] < MIN_DEPTH, "eta_star"] *= 10.0  # shallow ones do not count
+    misfit = narrow_misfit(frame, n_bootstrap=200)
+    assert misfit.factor == pytest.approx(3.0, rel=0.05) and misfit.shift == pytest.approx(-np.log(3.0), abs=0.05)
+    assert misfit.factor_ci[0] < 3.0 < misfit.factor_ci[1] < 3.3 and misfit.n_cells == int(narrow.sum()) // len(SEEDS)
+    with pytest.raises(ValueError, match="no narrow cell"):
+        narrow_misfit(frame[~narrow])
 
 
 def test_positive_exponent_for_sharpness():
@@ -198,6 +220,7 @@ def test_residuals_against_a_fit_on_other_cells():
 def test_width_exponent_at_fixed_depth():
     fit = width_exponent(planted(-1.0, -0.3, seed_noise=0.05), n_bootstrap=200)
     assert fit.slope_ci[0] < -0.3 < fit.slope_ci[1] and fit.n_depths == len(DEPTHS) and fit.n_censored == 0
+    assert len(fit.slope_replicates) == 200 and np.percentile(fit.slope_replicates, 2.5) == pytest.approx(fit.slope_ci[0])
 
 
 def test_bad_frames_are_refused():

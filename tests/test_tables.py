@@ -40,11 +40,13 @@ def law_off_regime() -> pd.DataFrame:
 
 def test_fits_table_in_regime_and_over_all_cells():
     table = tables.fits_table(law_off_regime())
-    assert list(table.columns) == ["dataset", "cells", "alpha", "alpha low", "alpha high", "c", "R^2", "n cells",
-                                   "censored cells", "seeds used", "seeds dropped", "note"]  # fmt: skip
+    assert list(table.columns) == ["dataset", "cells", "alpha", "alpha low", "alpha high", "c", "R^2", "R^2 low",
+                                   "R^2 high", "scatter", "scatter low", "scatter high", "n cells", "censored cells",
+                                   "seeds used", "seeds dropped", "note"]  # fmt: skip
     assert list(table["cells"]) == [tables.ALL_CELLS] * 2 + [tables.IN_REGIME] * 2
     regime = table[table["cells"] == tables.IN_REGIME]
     assert (regime["R^2"] > 0.99).all() and np.allclose(regime["alpha"], 0.7, atol=0.03)
+    assert (regime["R^2 low"] <= regime["R^2"]).all() and (regime["scatter high"] < 1.1).all()  # seeds x exp(0.03)
     assert (table.loc[table["cells"] == tables.ALL_CELLS, "R^2"] < 0.8).all()
     assert isinstance(table.index, pd.RangeIndex) and str(table["n cells"].dtype) == "Int64"
     tiny = tables.fits_table(law_off_regime().query("depth == 1 and width == 16"))
@@ -62,6 +64,14 @@ def test_residuals_alpha_vs_cutoff_and_product_form():
     assert list(sweep.columns[:4]) == ["dataset", "min depth", "max d/w", "max d/w value"]
     product = tables.product_form_table(frame, scopes=(tables.IN_REGIME,))
     assert product["d*w consistent"].all() and np.allclose(product["a - b"], 0, atol=0.1)
+
+
+def test_narrow_misfit_table_measures_the_cells_left_out_for_being_narrow():
+    table = tables.narrow_misfit_table(law_off_regime())
+    assert list(table["dataset"]) == ["mnist", "gaussians"] and np.allclose(table["misfit"], 4.0, rtol=0.05)
+    assert (table["misfit low"] > 3).all() and (table["n cells"] == 9).all() and (table["unreached cells"] == 0).all()
+    on_law = tables.narrow_misfit_table(as_store(planted(-0.7, -0.7, seed_noise=0.03))).iloc[0]
+    assert on_law["misfit high"] < 1.1 and abs(on_law["shift"]) < 0.05
 
 
 def test_width_slope_by_depth_shows_a_rising_depth_one_row():
@@ -94,6 +104,14 @@ def test_width_exponents_compare_parameterisations_on_the_widths_they_share():
     assert table["width slope"].tolist() == pytest.approx([-0.5, -0.3], abs=0.05)
     assert table["width range"].tolist() == [f"{WIDTHS[0]}-{WIDTHS[2]}"] * 2 and table["n cells"].nunique() == 1
     assert table["flattest"].tolist() == [False, True]
+
+
+def test_flatness_table_pairs_the_two_fits():
+    frame = pd.concat([as_store(planted(-1.0, -0.5), variant="standard"), as_store(planted(-1.0, 0.0, rng_seed=1), variant="mup")])
+    row = tables.flatness_table(frame, "mup", "standard").iloc[0]
+    assert row["steeper by"] == pytest.approx(0.5, abs=0.05) and 0.3 < row["steeper by low"] < row["steeper by"] < row["steeper by high"]
+    assert row["flat low"] < 0 < row["flat high"] and row["width range"] == f"{WIDTHS[0]}-{WIDTHS[-1]}"
+    assert tables.flatness_table(frame, "mup", "ntk").iloc[0]["note"] == "no cells of ntk"
 
 
 def test_variant_ratios_and_their_summary():
@@ -147,6 +165,8 @@ def test_eta_star_against_raw_and_effective_sharpness():
     effective, raw = table.iloc[1], table.iloc[0]
     assert effective["sd of ln product"] == pytest.approx(0, abs=1e-12) and effective["slope (log-log)"] == pytest.approx(-1)
     assert effective["closest to constant"] and not raw["closest to constant"] and raw["max / min"] > 2
+    assert effective["Spearman low"] == pytest.approx(-1) and effective["slope low"] == pytest.approx(-1)
+    assert raw["Spearman low"] < raw["Spearman"] <= raw["Spearman high"] < 0 and raw["slope low"] < raw["slope (log-log)"] < raw["slope high"]
     only_raw = sharpness_tables.sharpness_relation(joined.drop(columns=["lambda_1_eff"]))
     assert len(only_raw) == 1 and pd.isna(only_raw["closest to constant"].iloc[0])
 
@@ -180,8 +200,11 @@ def test_late_contrast_sets_the_two_relations_side_by_side():
     assert np.allclose(init["exponent in d*w"], -0.4, atol=0.05) and (init["exponent high"] < 0).all()
     assert ((later["exponent low"] <= 0) & (later["exponent high"] >= 0)).all()
     assert np.allclose(later["product median"], 2, rtol=0.1)
+    assert ((later["median low"] < later["product median"]) & (later["product median"] < later["median high"])).all()
     ratios = sharpness_tables.late_ratio_table(late)
     assert list(ratios["pretrain_steps"]) == [1000, 4000] and (ratios["pretraining below t"] == 0).all()
+    # late ~ (d w)^-0.3 and eta* ~ (d w)^-0.7 on the same networks: their ratio ~ (d w)^0.4
+    assert np.allclose(ratios["ratio exponent"], 0.4, atol=0.05) and (ratios["exponent low"] > 0.3).all()
 
 
 def test_lanczos_table():
@@ -205,8 +228,23 @@ def test_bounds_check_and_summary():
     frame.loc[1, "lower_bound"] = frame.loc[1, "lambda_1_ggn"] * (1 + sharpness_tables.BOUNDS_RTOL / 2)  # within the slack
     check = sharpness_tables.bounds_check(frame)
     assert check["sandwich"].tolist() == [False] + [True] * 5 and np.allclose(check["trace_over_expected"], 1)
+    assert check["broken"].tolist() == [True] + [False] * 5 and check["failure"].iloc[0] == pytest.approx(2e-5, rel=1e-6)
     summary = sharpness_tables.bounds_summary(frame).iloc[0]
     assert summary["networks"] == 6 and summary["sandwich holds"] == 5 and summary["upper / lambda_1(G) median"] == 3
+    assert summary["sandwich broken"] == 1
+    uncertain = frame.assign(lambda_1_ggn_residual=1e-4)  # lambda_1(G) may be 1e-4 off: the failure is within it
+    assert sharpness_tables.bounds_summary(uncertain).iloc[0]["sandwich broken"] == 0
+
+
+def test_bounds_scaling():
+    frame = as_store(planted(0.5, 0.5, quantity="lambda_1", depths=(2, 4, 8), widths=(64, 128)))
+    dw = frame["depth"] * frame["width"]
+    frame = frame.assign(lambda_1_ggn=frame["lambda_1"], lower_bound=frame["lambda_1"] / 2, ggn_upper_bound=dw,
+                         ntk_trace=1.0, expected_upper_bound=1.0)  # fmt: skip
+    row = sharpness_tables.bounds_scaling(frame).iloc[0]
+    assert row["lambda_1 exponent"] == pytest.approx(0.5, abs=0.05) and row["upper exponent"] == pytest.approx(1.0)
+    assert row["exponent gap"] == pytest.approx(-0.5, abs=0.05) and row["gap high"] < -0.4
+    assert row["lambda_1 / lower"] == pytest.approx(2) and row["lower low"] == pytest.approx(2)
     with pytest.raises(ValueError, match="bounds: true"):
         sharpness_tables.bounds_check(frame.drop(columns="ntk_trace"))
 
@@ -217,12 +255,14 @@ def test_catapult_table_counts_the_stored_regimes():
     row = sharpness_tables.catapult_table(frame).iloc[0]
     assert (row["networks"], row["with eta*"], row["stable"], row["catapult"], row["divergent"]) == (5, 4, 1, 2, 1)
     assert row["inside window"] == 0.5 and row["eta* lambda_1_eff max"] == 9.0
+    assert row["inside low"] == pytest.approx(0.15, abs=0.01) and row["inside high"] == pytest.approx(0.85, abs=0.01)
 
 
 def test_held_out_table_and_numbers():
     frame = law_off_regime()
     everywhere, regime = tables.held_out_table(frame), tables.held_out_table(frame, regime=True)
     assert list(regime["dataset"]) == ["mnist", "gaussians"] and (regime["mean |log error|"] < 0.1).all()
+    assert ((regime["error low"] <= regime["mean |log error|"]) & (regime["mean |log error|"] <= regime["error high"])).all()
     assert (everywhere["mean |log error|"] > 0.5).all()
     glue = tables.numbers(tables.fits_table(frame), ["dataset", "cells"])
     assert glue["mnist/in regime/alpha"] == pytest.approx(0.7, abs=0.03) and "gaussians/all cells/R^2" in glue
