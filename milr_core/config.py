@@ -314,12 +314,30 @@ class TrajectoryConfig:
         object.__setattr__(self, "eta_lambdas", tuple(float(f) for f in self.eta_lambdas))
 
 
+@dataclass(frozen=True)
+class ArithmeticConfig:
+    """The arithmetic a ``resolution`` cell's probes run in: the same mathematics, other rounding (chapter 1).
+
+    eta* is the outcome of float computations near an edge where success flips, so threads (how a product's
+    reduction is split), lanes (which kernel shapes run) and speculation (which probes share a batch) can move it
+    where they change the bits; with the variant's dtype these are the perturbations the resolution grid measures.
+    """
+
+    threads: int = spec("torch CPU threads the probes run on", Range(1, 1024, integer=True), default=1)
+    lanes: int | None = spec("fixed lanes (None: elastic)", Range(1, 256, integer=True), default=None)
+    speculation: int = spec("bisection steps evaluated at once", Range(1, 6, integer=True), default=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "arithmetic")
+
+
 SECTIONS = {
     "train": TrainConfig,
     "search": SearchConfig,
     "sharpness": SharpnessConfig,
     "late": LateConfig,
     "trajectory": TrajectoryConfig,
+    "arithmetic": ArithmeticConfig,
 }
 
 

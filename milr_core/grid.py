@@ -56,8 +56,9 @@ KIND_SECTIONS = {
     "late_lr": ("train", "search", "late", "sharpness"),
     "catapult": ("train", "search", "sharpness"),
     "trajectory": ("sharpness", "trajectory"),
+    "resolution": ("train", "search", "arithmetic"),  # eta* in another arithmetic (threads, lanes, k; dtype)
 }
-TRAINED = ("eta_star", "search_trace", "late_lr", "catapult")  # the kinds with a threshold
+TRAINED = ("eta_star", "search_trace", "late_lr", "catapult", "resolution")  # the kinds with a threshold
 TOP_KEYS: dict[str, object] = {
     "name": str, "kind": str, "datasets": list[str], "dataset_options": dict, "data": dict,
     "depths": list[int], "widths": list[int], "seeds": list[int], "threshold": float | None, "dtype": str,

@@ -23,6 +23,8 @@ import hashlib
 import math
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import torch
@@ -56,6 +58,18 @@ def pin_threads(threads: int | None = None, workers: int = 1) -> int:
     count = threads or max(1, (os.cpu_count() or 1) // workers)
     torch.set_num_threads(count)
     return count
+
+
+@contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` inside the block (None: left as they are), restored after it."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_dtype(name: str) -> torch.dtype:

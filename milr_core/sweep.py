@@ -92,6 +92,7 @@ KINDS: dict[str, Runner] = {
     "late_lr": run_late,
     "catapult": run_catapult,
     "trajectory": run_trajectory,
+    "resolution": run_eta_star,  # its arithmetic section is applied by run_group
 }
 assert KINDS.keys() == KIND_SECTIONS.keys(), "every kind needs a runner and a schema"
 
@@ -210,11 +211,17 @@ def run_group(dataset, cells: list[Cell], options: RunOptions) -> list[dict]:
     """Compute one seed group in one call; returns one record per cell. Runs wherever the executor puts it."""
     from milr_core.runtime import set_precision
 
-    run, sections = make_run(dataset, cells, options)
-    set_precision(run.device, run.dtype)
-    start = time.perf_counter()
-    outcomes = KINDS[cells[0].spec["kind"]](run, sections)
-    return records_of(cells, outcomes, run, time.perf_counter() - start)
+    from milr_core.runtime import threads
+
+    arithmetic = cells[0].spec.get("arithmetic")
+    if arithmetic:  # a resolution cell names its arithmetic: threads, lanes and k are part of what it measures
+        options = dataclasses.replace(options, lanes=arithmetic["lanes"], speculation=arithmetic["speculation"])
+    with threads(arithmetic["threads"] if arithmetic else None):
+        run, sections = make_run(dataset, cells, options)
+        set_precision(run.device, run.dtype)
+        start = time.perf_counter()
+        outcomes = KINDS[cells[0].spec["kind"]](run, sections)
+        return records_of(cells, outcomes, run, time.perf_counter() - start)
 
 
 def records_of(cells: list[Cell], outcomes: list[tuple[dict, list[dict]]], run: Run, wall_time_s: float,
