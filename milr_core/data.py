@@ -167,10 +167,18 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     **options,
 ) -> Dataset:
-    """Load `name` (one of DATASETS) with `options` (see the module docstring) as a Dataset.
+    """Load ``name`` with ``options`` as a ``Dataset``: flattened, standardised inputs, labels and meta.
 
-    `root`, `download` and `cache_dir` say where the files are looked for; every error in the request
-    is raised by check_options before any file is read.
+    Args:
+        name: one of ``config.DATASETS`` (mnist, fashion_mnist, cifar10, gaussians).
+        root, download, cache_dir: where the files are looked for (see ``datafiles.py``); never part of a record.
+        options: what changes the data (images: val_size, split_seed, preprocessing; the Gaussian task: dim,
+            separation, seed, n_train_per_class, n_val_per_class; the module docstring lists the defaults).
+
+    Returns:
+        The ``Dataset``: x_train, y_train, x_val, y_val, and meta (source, fingerprint, default threshold).
+
+    Every error in the request is raised by ``check_options`` before any file is read.
     """
     resolved = check_options(name, options)
     if name == "gaussians":

@@ -84,10 +84,19 @@ def run_experiment(
 ) -> pd.DataFrame:
     """The experiment's cells as one tidy frame with a profile column: every cell if ``compute``, else the stored ones.
 
-    ``part`` restricts the grids, e.g. ``{"widths": [1024, 2048], "datasets": ["mnist"]}`` (keys:
-    datasets, variants (names), depths, widths, seeds), so that a GPU session can compute the cells that
-    matter most first. Raises ``ValueError`` when ``part`` matches no cell and ``LookupError`` when
-    nothing is to be computed and the store holds none of the cells.
+    Args:
+        name: the experiment (a file of ``milr_core/grids``: power_law, sharpness, ...).
+        profile: "smoke" (tiny grids, computed live) or "paper" (the book's grids, read from the committed store).
+        compute: compute the cells the store lacks (None: ``MILR_COMPUTE``, else the profile's default).
+        part: restricts the grids, e.g. ``{"widths": [1024, 2048], "datasets": ["mnist"]}`` (keys: datasets,
+            variants (names), depths, widths, seeds), so that a GPU session computes the cells that matter first.
+        run, executor: how it computes (``run_sweep``'s).
+
+    Returns:
+        One row per network (cell and seed) with the record's result, settings and provenance, and ``profile``.
+
+    Raises ``ValueError`` when ``part`` matches no cell and ``LookupError`` when nothing is to be computed and the
+    store holds none of the cells.
     """
     grids = experiment_grids(name, profile)
     if part:

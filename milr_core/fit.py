@@ -101,7 +101,17 @@ def distinct_values(cells: Cells, values: np.ndarray, what: str, needed: int = 2
 def fit_power_law(
     frame: pd.DataFrame, quantity: str = "eta_star", *, n_bootstrap: int = N_BOOTSTRAP, ci: float = CI, seed: int = 0
 ) -> PowerLawFit:
-    """Fit ``quantity`` = c (depth * width)^exponent over the cells of ``frame`` (one row per cell and seed)."""
+    """Fit ``quantity`` = c (depth * width)^exponent over the cells of ``frame`` (the module docstring says how).
+
+    Args:
+        frame: one row per network (cell and seed) with depth, width, the quantity and, for eta*, the search status.
+        quantity: the column fitted ("eta_star", "lambda_1", ...).
+        n_bootstrap, ci, seed: the cell-and-seed bootstrap's replicates, level and seed.
+
+    Returns:
+        A ``PowerLawFit``: the exponent (alpha = -exponent for eta*), c, R^2 and the scatter with their intervals,
+        and how many cells, seeds, censored cells and dropped seeds entered it.
+    """
     cells = cell_values(frame, quantity)
     log_x = np.log(cells.table["depth"].to_numpy(float) * cells.table["width"].to_numpy(float))
     distinct_values(cells, log_x, "depth * width values")

@@ -123,8 +123,17 @@ def predict_eta_star(
 ) -> Prediction:
     """eta* at (depth, width) from the power law fitted to ``frame``'s matching cells (``eta_star_frame``).
 
-    Only the cells with depth >= ``min_depth`` and d / w <= ``max_depth_over_width`` (None: any) are fitted;
-    ``fit.MIN_DEPTH`` and ``fit.MAX_DEPTH_OVER_WIDTH`` are our reading of condition (i).
+    Args:
+        frame: a store's eta* records (``eta_star_frame``).
+        dataset, depth, width: the network to predict for.
+        parameterisation, input_lr_factor: which cells of the store to fit (those with these settings).
+        max_depth_over_width, min_depth: fit only the cells with depth >= ``min_depth`` and d / w <=
+            ``max_depth_over_width`` (None: any); ``fit.MIN_DEPTH`` and ``fit.MAX_DEPTH_OVER_WIDTH`` are our regime.
+        ci, n_bootstrap: the prediction interval's level, the fit's bootstrap replicates.
+
+    Returns:
+        A ``Prediction``: eta*, its interval, the fit it came from and every warning (outside the fitted cells, few
+        cells, several groups of settings).
     """
     if depth < 1 or width < 1:
         raise ValueError(f"depth and width must be >= 1, got {depth}, {width}")

@@ -187,11 +187,17 @@ def search_cells(
     full_validation: bool = False,
 ) -> list[EtaStarResult]:
     """eta* of several cells packed into one lane pool (same dataset and network shape; any learning rates,
-    multipliers, budgets and thresholds), each cell's result handed to ``on_cell(index, result)`` as soon as its
-    last search ends, so that a caller can store it at once.
+    multipliers, budgets and thresholds).
 
-    The first cell's run says how the pool computes (device, dtype, lanes, speculation, progress); the cells must
-    share its dataset, batch size, check interval, loss and divergence bound.
+    Args:
+        cells: (run, train, search) per cell. The first cell's run says how the pool computes (device, dtype,
+            lanes, speculation, progress); the cells must share its dataset, batch size, check interval, loss
+            and divergence bound.
+        on_cell: called with (index, result) as soon as a cell's last search ends, so that a caller can store it.
+        full_validation: keep every probe's full accuracy curve.
+
+    Returns:
+        One ``EtaStarResult`` per cell, in order.
     """
     first, train, _ = cells[0]
     for run, other, _ in cells[1:]:

@@ -379,12 +379,20 @@ def run_sweep(
 ):
     """Compute the grid's cells missing from ``store``, writing each as it finishes; returns the grid's frame.
 
-    resume=True skips the cells already in the store (a killed sweep continues where it stopped).
-    resume=False refuses to run if the store holds any of the grid's cells, so that a sweep never
-    silently mixes with an earlier one. compute=False computes nothing and reads no data: the frame then
-    holds the stored cells only. The frame is ``ResultStore.to_frame`` of the grid's cells, in grid order,
-    labelled with this grid's name and variant names, with ``grid_cells`` (the grid's size) and
-    ``grid_stored`` (how many of its cells the frame holds), so that a figure can say it shows part of a grid.
+    Args:
+        grid: a grid (a YAML file, a mapping, or a checked ``grid.Grid``; ``grid.py`` describes the format).
+        store: the result store's folder (created if needed), shared safely by several sweeps.
+        run: how it computes (device, dtype, speculation, lanes, workers, threads, progress).
+        executor: "local" (this process, or ``run.workers`` supervised processes) or "ray".
+        resume: skip the cells already in the store (a killed sweep continues where it stopped); False refuses
+            a store that holds any of the grid's cells, so that a sweep never silently mixes with an earlier one.
+        compute: False computes nothing and reads no data: the frame then holds the stored cells only.
+        progress: a progress bar on stderr.
+
+    Returns:
+        ``ResultStore.to_frame`` of the grid's cells, in grid order, labelled with this grid's name and variant
+        names, with ``grid_cells`` (the grid's size) and ``grid_stored`` (how many of its cells the frame holds),
+        so that a figure can say it shows part of a grid.
     """
     from tqdm.auto import tqdm
 

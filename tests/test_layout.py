@@ -18,7 +18,7 @@ STAGES = [
     {"censored"},  # cells, censored regression, the cell-and-seed bootstrap
     {"fit"},  # power-law fits
     {"intervals"},  # intervals of statistics that are not fits
-    {"tables", "predict"},  # every tidy summary of eta*
+    {"tables", "predict", "resolution"},  # every tidy summary of eta*, and its resolution
     {"sharpness_tables"},  # and of the sharpness
     {"rules"},  # verdicts from numbers with intervals, our thresholds
     {"sharpness_claims", "extensions"},  # claims (c)-(d), (e)-(g)
