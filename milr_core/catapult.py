@@ -128,7 +128,7 @@ def catapult_trajectory(
     """
     if sharpness.loss != "mse":
         raise ValueError("a catapult trajectory is trained on MSE: sharpness.loss must be 'mse'")
-    net, dataset, device, dtype = run.network, run.dataset, run.device, torch_dtype(run.dtype)
+    network, dataset, device, dtype = run.network, run.dataset, run.device, torch_dtype(run.dtype)
     curvature = replace(sharpness, effective=True, bounds=False, per_layer=False)
     x, y = training_subset(dataset.x_train, dataset.y_train, sharpness.subset_size, sharpness.subset_seed)
     subset = replace(dataset, x_train=x, y_train=y)  # every step's batch is the whole subset, in a new order
@@ -136,15 +136,15 @@ def catapult_trajectory(
     train = TrainConfig(batch_size=sharpness.subset_size, max_steps=trajectory.every, eval_every=1, loss="mse", max_loss=max_loss)
     records = []
     for seed in run.seeds:
-        start = init_params(net, [seed], dtype, device)
-        lambda_init = sharpness_of(net, start, x, y, curvature, seed)["lambda_1_eff"]
+        start = init_params(network, [seed], dtype, device)
+        lambda_init = sharpness_of(network, start, x, y, curvature, seed)["lambda_1_eff"]
         runs = []
         for factor in trajectory.eta_lambdas:
             lr = factor / lambda_init
             path = CatapultRun(factor, lr, [], [], [], [], None)
             params, done = start, 0
             while True:
-                measured = sharpness_of(net, params, x, y, curvature, seed)
+                measured = sharpness_of(network, params, x, y, curvature, seed)
                 path.lambda_steps.append(done)
                 path.lambda_1.append(measured["lambda_1_eff"])
                 path.lambda_loss.append(measured["loss_value"])
@@ -152,7 +152,7 @@ def catapult_trajectory(
                     break
                 segment = replace(train, max_steps=min(trajectory.every, trajectory.steps - done))
                 (outcome,), params = train_replicas(
-                    subset, net, segment, [lr], [seed], run.threshold, lanes=run.lanes, device=device, dtype=dtype,
+                    subset, network, segment, [lr], [seed], run.threshold, lanes=run.lanes, device=device, dtype=dtype,
                     init=params, first_step=done, stop_at_threshold=False, keep_params=True,
                 )  # fmt: skip
                 path.loss += [loss for _, loss in outcome.loss]

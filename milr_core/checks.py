@@ -48,7 +48,7 @@ def gaussians():
     return load_dataset("gaussians", dim=8)
 
 
-def net_for(dataset, depth: int, width: int, **kwargs) -> NetworkSpec:
+def network_for(dataset, depth: int, width: int, **kwargs) -> NetworkSpec:
     return NetworkSpec(depth=depth, width=width, in_dim=dataset.in_dim, out_dim=dataset.n_classes, **kwargs)
 
 
@@ -78,16 +78,16 @@ def check_replica_probe(device: str) -> str:
     from milr_core.probe import train_replicas
 
     data = gaussians()
-    net = net_for(data, depth=3, width=12)
+    network = network_for(data, depth=3, width=12)
     train = TrainConfig(batch_size=32, max_steps=40, eval_every=1)
     lrs, seeds = [0.01, 0.05, 0.2, 0.05, 30.0], [0, 0, 0, 1, 1]
     # threshold 0.999 is never reached: every replica trains its whole budget, or diverges and leaves the batch
-    together, _ = train_replicas(data, net, train, lrs, seeds, 0.999, device=device, dtype=F64, full_validation=True)
+    together, _ = train_replicas(data, network, train, lrs, seeds, 0.999, device=device, dtype=F64, full_validation=True)
     outcomes = [o.outcome for o in together]
     assert outcomes.count("diverged") == 1 and outcomes[-1] == "diverged", f"expected only lr 30 to diverge: {outcomes}"
     worst_loss = worst_accuracy = 0.0
     for lr, seed, batched in zip(lrs, seeds, together):
-        alone = train_replicas(data, net, train, [lr], [seed], 0.999, device=device, dtype=F64, full_validation=True)[0][0]
+        alone = train_replicas(data, network, train, [lr], [seed], 0.999, device=device, dtype=F64, full_validation=True)[0][0]
         assert (batched.outcome, batched.steps) == (alone.outcome, alone.steps), (
             f"lr {lr} seed {seed}: batched {batched.outcome} at step {batched.steps}, alone {alone.outcome} at {alone.steps}"
         )
@@ -108,22 +108,22 @@ def check_replica_probe(device: str) -> str:
 # curvature
 
 
-def dense_hessian_oracle(spec: NetworkSpec, params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def dense_hessian_oracle(network: NetworkSpec, params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The Hessian of the mean loss by torch.func.hessian (independent of the operators' code paths)."""
-    theta, logits = flat_logits_fn(spec, params)
+    theta, logits = flat_logits_fn(network, params)
     return torch.func.hessian(lambda t: per_replica_loss(logits(t, x)[None], y, "cross_entropy")[0])(theta)
 
 
 def check_eigensolvers(device: str) -> str:
     """HVPs (graph kept and chunked) against the dense Hessian; Lanczos and power iteration against eigvalsh."""
-    spec = NetworkSpec(2, 5, 4, 3)
-    params = init_params(spec, [0], F64, device)
+    network = NetworkSpec(2, 5, 4, 3)
+    params = init_params(network, [0], F64, device)
     x, y = (t.to(device) for t in tiny_data())
-    kept = HessianOperator(spec, params, x, y)
-    chunked = HessianOperator(spec, params, x, y, chunk_size=7)
+    kept = HessianOperator(network, params, x, y)
+    chunked = HessianOperator(network, params, x, y, chunk_size=7)
     assert kept.graph_kept and not chunked.graph_kept, "one chunk keeps the graph, several do not"
     dense = to_dense(kept)
-    oracle = dense_hessian_oracle(spec, params, x, y)
+    oracle = dense_hessian_oracle(network, params, x, y)
     gap = (dense - oracle).abs().max().item()
     assert gap <= 1e-10, f"to_dense(HessianOperator) differs from torch.func.hessian by {gap:.3g} (> 1e-10)"
     probes = torch.randn(3, kept.n_params, generator=torch.Generator().manual_seed(1), dtype=F64).to(device)
@@ -154,14 +154,14 @@ def check_effective_sharpness(device: str) -> str:
 
     lines = []
     for parameterisation in ("standard", "mup"):  # the input layer at 0.1x; muP's per-layer rates on top
-        spec = NetworkSpec(2, 5, 4, 3, parameterisation=parameterisation)
-        params = init_params(spec, [1], F64, device)
+        network = NetworkSpec(2, 5, 4, 3, parameterisation=parameterisation)
+        params = init_params(network, [1], F64, device)
         x, y = (t.to(device) for t in tiny_data())
-        operator = HessianOperator(spec, params, x, y)
-        multipliers = flat_lr_multipliers(spec, dtype=F64, device=device)
+        operator = HessianOperator(network, params, x, y)
+        multipliers = flat_lr_multipliers(network, dtype=F64, device=device)
         assert multipliers.device.type == torch.device(device).type, f"multipliers on {multipliers.device}, not {device}"
         root = multipliers.sqrt()
-        oracle = root[:, None] * dense_hessian_oracle(spec, params, x, y) * root[None, :]
+        oracle = root[:, None] * dense_hessian_oracle(network, params, x, y) * root[None, :]
         effective = PreconditionedOperator(operator, multipliers)
         gap = (to_dense(effective) - oracle).abs().max().item()
         assert gap <= 1e-10, f"{parameterisation}: to_dense(P^1/2 H P^1/2) differs from the oracle by {gap:.3g} (> 1e-10)"
@@ -177,14 +177,14 @@ def check_effective_sharpness(device: str) -> str:
     # The protocol end to end (subset on the CPU, network and examples moved to the device).
     x, y = tiny_data(40)
     dataset = SimpleNamespace(x_train=x.float(), y_train=y, x_val=x.float(), y_val=y, meta={}, in_dim=4, n_classes=3)
-    spec = NetworkSpec(2, 5, 4, 3)
+    network = NetworkSpec(2, 5, 4, 3)
     config = SharpnessConfig(subset_size=25, subset_seed=7, chunk_size=10, tol=1e-9, effective=True)
     dataset.default_threshold = 0.5
-    (record,) = sharpness_at_init(Run(dataset, spec, (3,), device=device, dtype="float64"), config)
+    (record,) = sharpness_at_init(Run(dataset, network, (3,), device=device, dtype="float64"), config)
     xs, ys = training_subset(dataset.x_train, dataset.y_train, 25, 7)
-    params = init_params(spec, [3], F64)
-    hessian = dense_hessian_oracle(spec, params, xs.double(), ys)
-    root = flat_lr_multipliers(spec).sqrt()
+    params = init_params(network, [3], F64)
+    hessian = dense_hessian_oracle(network, params, xs.double(), ys)
+    root = flat_lr_multipliers(network).sqrt()
     for key, matrix in (("lambda_1", hessian), ("lambda_1_eff", root[:, None] * hessian * root[None, :])):
         top = torch.linalg.eigvalsh(matrix)[-1].item()
         assert record[f"{key}_converged"] and relative(record[key], top) <= 1e-8, (
@@ -203,10 +203,10 @@ def check_effective_sharpness(device: str) -> str:
 CHECK_LANES = 8  # fixed lanes of the float32 search checks: fewer than a k=3 round of two seeds, so lanes refill
 
 
-def small_search_cell(device: str, seeds: tuple[int, ...] = (0, 1), speculation: int = 1, **network) -> tuple:
+def small_search_cell(device: str, seeds: tuple[int, ...] = (0, 1), speculation: int = 1, **options) -> tuple:
     """A small Gaussian cell on ``device`` in fixed lanes: (run, train, search)."""
     data = gaussians()
-    run = Run(data, net_for(data, depth=2, width=16, **network), seeds, device=device, speculation=speculation,
+    run = Run(data, network_for(data, depth=2, width=16, **options), seeds, device=device, speculation=speculation,
               lanes=CHECK_LANES)  # fmt: skip
     return run, TrainConfig(batch_size=64, max_steps=150, eval_every=10), SearchConfig(lr_bounds=(1.0, 20.0), rtol=0.05,
                                                                                        probe_above=(1.5,))  # fmt: skip
@@ -325,10 +325,10 @@ def check_cpu_vs_device_probe(device: str) -> str:
     from milr_core.probe import train_replicas
 
     data = gaussians()
-    net = net_for(data, depth=3, width=12)
+    network = network_for(data, depth=3, width=12)
     train = TrainConfig(batch_size=32, max_steps=40, eval_every=5)
     lrs, seeds = [0.05, 0.2, 30.0], [0, 1, 0]
-    runs = [train_replicas(data, net, train, lrs, seeds, 0.999, device=where, dtype=F64, full_validation=True)[0]
+    runs = [train_replicas(data, network, train, lrs, seeds, 0.999, device=where, dtype=F64, full_validation=True)[0]
             for where in ("cpu", device)]  # fmt: skip
     worst = 0.0
     for lr, here, there in zip(lrs, *runs):

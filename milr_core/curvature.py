@@ -88,7 +88,7 @@ class CurvatureOperator:
 
     def __init__(
         self,
-        spec: NetworkSpec,
+        network: NetworkSpec,
         params: Sequence[torch.Tensor],
         x: torch.Tensor,
         y: torch.Tensor,
@@ -102,8 +102,8 @@ class CurvatureOperator:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if x.shape[0] < 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"need as many labels as examples, at least one: x {tuple(x.shape)}, y {tuple(y.shape)}")
-        self.spec, self.params, self.x, self.y = spec, params, x, y
-        self.theta, self.logits = flat_logits_fn(spec, params)
+        self.network, self.params, self.x, self.y = network, params, x, y
+        self.theta, self.logits = flat_logits_fn(network, params)
         self.loss = loss
         self.chunk_size = chunk_size
         self.chunks = list(zip(x.split(chunk_size), y.split(chunk_size)))
@@ -131,7 +131,7 @@ class CurvatureOperator:
 
     def to(self, dtype: torch.dtype) -> CurvatureOperator:
         params = [p.detach().to(dtype) for p in self.params]
-        return type(self)(self.spec, params, self.x.to(dtype), self.y, loss=self.loss, chunk_size=self.chunk_size)
+        return type(self)(self.network, params, self.x.to(dtype), self.y, loss=self.loss, chunk_size=self.chunk_size)
 
 
 class HessianOperator(CurvatureOperator):

@@ -22,7 +22,7 @@ from milr_core.network import NetworkSpec, parameter_lr_multipliers
 
 
 def init_params(
-    spec: NetworkSpec,
+    network: NetworkSpec,
     seeds: Sequence[int],
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
@@ -36,16 +36,16 @@ def init_params(
         raise ValueError("init_params needs at least one seed")
     params: list[torch.Tensor] = []
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    for (fan_in, fan_out), scaling in zip(spec.layer_shapes(), spec.layer_scalings()):
+    for (fan_in, fan_out), scaling in zip(network.layer_shapes(), network.layer_scalings()):
         weights = torch.stack([torch.randn(fan_in, fan_out, generator=g) for g in generators])
         params.append((weights * scaling.init_std).to(device=device, dtype=dtype))
-        if spec.bias:
+        if network.bias:
             params.append(torch.zeros(len(seeds), 1, fan_out, device=device, dtype=dtype))
     return params
 
 
 def forward(
-    spec: NetworkSpec,
+    network: NetworkSpec,
     params: Sequence[torch.Tensor],
     x: torch.Tensor,
     multipliers: Sequence[float | torch.Tensor] | None = None,
@@ -56,8 +56,8 @@ def forward(
     tensor when replicas of different parameterisations share a batch (the lane pool). A multiplication by 1 is
     skipped; by a number or by a tensor holding it, the product's bits are the same.
     """
-    scalings = multipliers if multipliers is not None else [s.multiplier for s in spec.layer_scalings()]
-    step = 2 if spec.bias else 1
+    scalings = multipliers if multipliers is not None else [s.multiplier for s in network.layer_scalings()]
+    step = 2 if network.bias else 1
     h = x
     for layer, multiplier in enumerate(scalings):
         weight = params[step * layer]
@@ -69,9 +69,9 @@ def forward(
             h = torch.matmul(h, weight)
         if isinstance(multiplier, torch.Tensor) or multiplier != 1.0:
             h = h * multiplier
-        if spec.bias:
+        if network.bias:
             h = h + params[step * layer + 1]
-        if layer < spec.n_layers - 1:
+        if layer < network.n_layers - 1:
             h = F.relu(h)
     return h
 
@@ -83,29 +83,29 @@ class MLP:
     forward and learning-rate multipliers then become per-lane tensors.
     """
 
-    def __init__(self, spec: NetworkSpec) -> None:
-        self.spec = spec
-        self.in_dim, self.out_dim = spec.in_dim, spec.out_dim
+    def __init__(self, network: NetworkSpec) -> None:
+        self.network = network
+        self.in_dim, self.out_dim = network.in_dim, network.out_dim
 
     def shape(self) -> tuple:
         """What replicas sharing a batch must have in common."""
-        return ("mlp", self.spec.in_dim, self.spec.out_dim, self.spec.depth, self.spec.width, self.spec.bias)
+        return ("mlp", self.network.in_dim, self.network.out_dim, self.network.depth, self.network.width, self.network.bias)
 
     def init_params(self, seeds: Sequence[int], dtype: torch.dtype, device) -> list[torch.Tensor]:
-        return init_params(self.spec, seeds, dtype, device)
+        return init_params(self.network, seeds, dtype, device)
 
     def lr_multipliers(self) -> list[float]:
-        return parameter_lr_multipliers(self.spec)
+        return parameter_lr_multipliers(self.network)
 
     def forward_multipliers(self) -> list[float]:
-        return [scaling.multiplier for scaling in self.spec.layer_scalings()]
+        return [scaling.multiplier for scaling in self.network.layer_scalings()]
 
     def forward(self, params: Sequence[torch.Tensor], x: torch.Tensor,
                 multipliers: Sequence[float | torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
-        return forward(self.spec, params, x, multipliers)
+        return forward(self.network, params, x, multipliers)
 
     def training_flops_per_example(self) -> int:
-        return self.spec.training_flops_per_example()
+        return self.network.training_flops_per_example()
 
 
 def per_replica_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
@@ -125,7 +125,7 @@ def per_replica_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cr
 
 
 def flat_logits_fn(
-    spec: NetworkSpec, params: Sequence[torch.Tensor]
+    network: NetworkSpec, params: Sequence[torch.Tensor]
 ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     """One network (K = 1) as a flat parameter vector theta and the map (theta, x) -> logits (B, C)."""
     if any(p.shape[0] != 1 for p in params):
@@ -136,19 +136,19 @@ def flat_logits_fn(
 
     def logits(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         tensors = [t.view(shape) for t, shape in zip(theta.split(sizes), shapes)]
-        return forward(spec, tensors, x)[0]
+        return forward(network, tensors, x)[0]
 
     return theta, logits
 
 
-def layer_blocks(spec: NetworkSpec) -> list[slice]:
+def layer_blocks(network: NetworkSpec) -> list[slice]:
     """The slice of the flat parameter vector holding each layer's weights and bias, input layer first."""
-    sizes = [fi * fo + (fo if spec.bias else 0) for fi, fo in spec.layer_shapes()]
+    sizes = [fi * fo + (fo if network.bias else 0) for fi, fo in network.layer_shapes()]
     return [slice(end - size, end) for size, end in zip(sizes, accumulate(sizes))]
 
 
-def flat_lr_multipliers(spec: NetworkSpec, dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
+def flat_lr_multipliers(network: NetworkSpec, dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
     """Each flat coordinate's learning-rate multiplier (the diagonal of P in the SGD step theta -= lr P g)."""
-    sizes = [n for fi, fo in spec.layer_shapes() for n in ((fi * fo, fo) if spec.bias else (fi * fo,))]
+    sizes = [n for fi, fo in network.layer_shapes() for n in ((fi * fo, fo) if network.bias else (fi * fo,))]
     return torch.cat([torch.full((n,), m, dtype=dtype, device=device)
-                      for n, m in zip(sizes, parameter_lr_multipliers(spec))])  # fmt: skip
+                      for n, m in zip(sizes, parameter_lr_multipliers(network))])  # fmt: skip

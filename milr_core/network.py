@@ -129,12 +129,12 @@ class NetworkSpec:
         return 3 * self.flops_per_example() - 2 * fan_in * fan_out
 
 
-def parameter_layers(spec: NetworkSpec) -> list[int]:
+def parameter_layers(network: NetworkSpec) -> list[int]:
     """The layer index of each tensor returned by ``init_params`` (weights and biases interleaved)."""
-    return [layer for layer in range(spec.n_layers) for _ in range(2 if spec.bias else 1)]
+    return [layer for layer in range(network.n_layers) for _ in range(2 if network.bias else 1)]
 
 
-def parameter_lr_multipliers(spec: NetworkSpec) -> list[float]:
+def parameter_lr_multipliers(network: NetworkSpec) -> list[float]:
     """The learning-rate multiplier of each tensor returned by ``init_params``."""
-    scalings = spec.layer_scalings()
-    return [scalings[layer].lr_multiplier for layer in parameter_layers(spec)]
+    scalings = network.layer_scalings()
+    return [scalings[layer].lr_multiplier for layer in parameter_layers(network)]

@@ -51,25 +51,25 @@ def data_shape(name: str, options: dict) -> tuple[int, int, int, int]:
     return N_OFFICIAL_TRAIN[name] - n_val, n_val, *INPUT_SHAPES[name]
 
 
-def cell_memory(kind: str, sections: dict, net: NetworkSpec, replicas: int, dtype: str, data_values: int = 0) -> int:
+def cell_memory(kind: str, sections: dict, network: NetworkSpec, replicas: int, dtype: str, data_values: int = 0) -> int:
     """Bytes one seed group holds at once, roughly: the larger of training and measuring, plus the data (float32).
 
     Args:
         kind, sections: the grid's kind and its config sections by name ("train", "sharpness", ...).
-        net: the network; replicas: networks trained side by side (seeds x speculative lanes).
+        network: the network; replicas: networks trained side by side (seeds x speculative lanes).
         dtype: "float32", "tf32" or "float64"; data_values: numbers the dataset holds (inputs of both splits).
     """
     per = DTYPE_BYTES[dtype]
-    units = net.width * net.depth
+    units = network.width * network.depth
     need = 0
     if kind in TRAINED:
         examples = max(sections["train"].batch_size, VALIDATION_CHUNK)
-        need = replicas * (net.n_params() * PARAMETER_COPIES + examples * units * ACTIVATION_COPIES) * per
+        need = replicas * (network.n_params() * PARAMETER_COPIES + examples * units * ACTIVATION_COPIES) * per
     if kind in MEASURED:
         sharpness = sections["sharpness"]
         examples = min(sharpness.chunk_size, sharpness.subset_size)
         basis = min(sharpness.max_iter or LANCZOS_VECTORS, LANCZOS_VECTORS)
-        measure = (net.n_params() * (PARAMETER_COPIES + basis) + 2 * examples * units * ACTIVATION_COPIES) * per
+        measure = (network.n_params() * (PARAMETER_COPIES + basis) + 2 * examples * units * ACTIVATION_COPIES) * per
         need = max(need, measure)
     return need + 4 * data_values
 
@@ -108,7 +108,7 @@ def check_memory(label: str, need: int, device: str, available: int | None = Non
         )
 
 
-def check_grid_memory(grid, device: str, speculation: Callable[[NetworkSpec, int], int] = lambda net, n_seeds: 1,
+def check_grid_memory(grid, device: str, speculation: Callable[[NetworkSpec, int], int] = lambda network, n_seeds: 1,
                       workers: int = 1, available: int | None = None) -> None:  # fmt: skip
     """Refuse a grid whose largest seed group (deepest and widest, all its seeds batched) does not fit on ``device``.
 
@@ -120,10 +120,10 @@ def check_grid_memory(grid, device: str, speculation: Callable[[NetworkSpec, int
     for name in grid.datasets:
         for variant in grid.variants:
             n_train, n_val, in_dim, classes = data_shape(name, variant.dataset_options[name])
-            net = NetworkSpec(max(grid.depths), max(grid.widths), in_dim, classes, **variant.network)
-            replicas = len(grid.seeds) * (2 ** speculation(net, len(grid.seeds)) - 1)
-            need = cell_memory(grid.kind, variant.sections, net, replicas, variant.dtype, (n_train + n_val) * in_dim)
-            cell = f"{name} depth {net.depth} width {net.width} ({len(grid.seeds)} seeds batched)"
+            network = NetworkSpec(max(grid.depths), max(grid.widths), in_dim, classes, **variant.network)
+            replicas = len(grid.seeds) * (2 ** speculation(network, len(grid.seeds)) - 1)
+            need = cell_memory(grid.kind, variant.sections, network, replicas, variant.dtype, (n_train + n_val) * in_dim)
+            cell = f"{name} depth {network.depth} width {network.width} ({len(grid.seeds)} seeds batched)"
             label = f"grid {grid.name}: the cell {cell}"
             check_memory(label, need, device, available, workers)
 

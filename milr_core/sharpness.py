@@ -2,7 +2,7 @@
 
 lambda_1 is the top eigenvalue of the Hessian (or its Gauss-Newton part, ``matrix="ggn"``) of the *mean*
 loss over a fixed training subset (a seeded permutation, ``subset_seed``; the same examples for every
-network), for the K = 1 network ``init_params(net, [seed])``: exactly the network the eta* engine trains.
+network), for the K = 1 network ``init_params(network, [seed])``: exactly the network the eta* engine trains.
 
 Measured per network (``config.SharpnessConfig`` says which, and with what solver and tolerance):
 
@@ -58,25 +58,25 @@ def eigen_fields(prefix: str, operator: LinearOperator, config: SharpnessConfig,
 
 
 def sharpness_of(
-    net: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, config: SharpnessConfig, seed: int
+    network: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor, config: SharpnessConfig, seed: int
 ) -> dict[str, Any]:
     """Every measurement ``config`` asks for, of the network ``params`` (K = 1) on the examples (x, y)."""
-    operator = OPERATORS[config.matrix](net, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
+    operator = OPERATORS[config.matrix](network, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
     record: dict[str, Any] = {"loss_value": operator.loss_value}
     record |= eigen_fields("lambda_1", operator, config, seed)
     if config.effective:
-        multipliers = flat_lr_multipliers(net, dtype=operator.dtype, device=operator.device)
+        multipliers = flat_lr_multipliers(network, dtype=operator.dtype, device=operator.device)
         record |= eigen_fields("lambda_1_eff", PreconditionedOperator(operator, multipliers), config, seed)
     if config.per_layer:
         record["per_layer"] = [
             {"layer": layer, **eigen_fields("lambda_1", BlockOperator(operator, block), config, seed)}
-            for layer, block in enumerate(layer_blocks(net))
+            for layer, block in enumerate(layer_blocks(network))
         ]
     if config.bounds:
         from milr_core.theory import sharpness_bounds
 
-        record |= sharpness_bounds(net, params, x, config.chunk_size)
-        ggn = operator if config.matrix == "ggn" else GaussNewtonOperator(net, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
+        record |= sharpness_bounds(network, params, x, config.chunk_size)
+        ggn = operator if config.matrix == "ggn" else GaussNewtonOperator(network, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
         record |= eigen_fields("lambda_1_ggn", ggn, config, seed)
     return record
 
@@ -91,10 +91,10 @@ def sharpness_at_init(run: Run, config: SharpnessConfig = SharpnessConfig()) -> 
     Returns:
         One record per seed: seed, depth, width, every measured quantity with its residual, and the wall time.
     """
-    net, dataset = run.network, run.dataset
-    if (net.in_dim, net.out_dim) != (dataset.in_dim, dataset.n_classes):
+    network, dataset = run.network, run.dataset
+    if (network.in_dim, network.out_dim) != (dataset.in_dim, dataset.n_classes):
         raise ValueError(
-            f"the network maps {net.in_dim} -> {net.out_dim} but the dataset has {dataset.in_dim} inputs, "
+            f"the network maps {network.in_dim} -> {network.out_dim} but the dataset has {dataset.in_dim} inputs, "
             f"{dataset.n_classes} classes"
         )
     device, dtype = torch.device(run.device), torch_dtype(run.dtype)
@@ -104,8 +104,8 @@ def sharpness_at_init(run: Run, config: SharpnessConfig = SharpnessConfig()) -> 
     for seed in run.seeds:
         synchronize(device)
         began = time.perf_counter()
-        record = sharpness_of(net, init_params(net, [seed], dtype, device), x, y, config, seed)
+        record = sharpness_of(network, init_params(network, [seed], dtype, device), x, y, config, seed)
         synchronize(device)
-        records.append({"seed": seed, "depth": net.depth, "width": net.width, **record,
+        records.append({"seed": seed, "depth": network.depth, "width": network.width, **record,
                         "wall_time_s": time.perf_counter() - began})  # fmt: skip
     return records

@@ -76,7 +76,7 @@ def expected_ggn_upper_bound(
 
 
 def ntk_traces(
-    spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, chunk_size: int = 2048
+    network: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, chunk_size: int = 2048
 ) -> torch.Tensor:
     """||J_i||_F^2 of each example, shape (N,), exact, from the layer-wise factorisation of the Jacobian.
 
@@ -93,8 +93,8 @@ def ntk_traces(
         raise ValueError("ntk_traces is computed for one network: params must have replica axis K = 1")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    step = 2 if spec.bias else 1
-    scalings = spec.layer_scalings()
+    step = 2 if network.bias else 1
+    scalings = network.layer_scalings()
     traces = []
     for chunk in x.split(chunk_size):
         with torch.enable_grad():
@@ -102,19 +102,19 @@ def ntk_traces(
             for layer, scaling in enumerate(scalings):
                 inputs.append(h.detach())
                 z = (h @ params[step * layer][0].detach()) * scaling.multiplier
-                if spec.bias:
+                if network.bias:
                     z = z + params[step * layer + 1][0].detach()
                 if layer == 0:
                     z.requires_grad_()  # a leaf: the graph starts here, weights are constants
                 pre.append(z)
-                h = F.relu(z) if layer < spec.n_layers - 1 else z
+                h = F.relu(z) if layer < network.n_layers - 1 else z
             factors = [
-                scaling.multiplier**2 * a.pow(2).sum(1) + (1.0 if spec.bias else 0.0)
+                scaling.multiplier**2 * a.pow(2).sum(1) + (1.0 if network.bias else 0.0)
                 for a, scaling in zip(inputs, scalings)
             ]
             total = chunk.new_zeros(chunk.shape[0])
-            for c in range(spec.out_dim):
-                deltas = torch.autograd.grad(h[:, c].sum(), pre, retain_graph=c + 1 < spec.out_dim)
+            for c in range(network.out_dim):
+                deltas = torch.autograd.grad(h[:, c].sum(), pre, retain_graph=c + 1 < network.out_dim)
                 total += sum(f * d.pow(2).sum(1) for f, d in zip(factors, deltas))
         traces.append(total)
     return torch.cat(traces)
@@ -126,22 +126,22 @@ def output_hessians(logits: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
 
 
-def ggn_upper_bound(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
+def ggn_upper_bound(network: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
     """(1/N) sum_i lambda_max(H_i) ||J_i||_F^2 >= tr G >= lambda_1(G), computed exactly on x."""
-    theta, logits = flat_logits_fn(spec, params)
+    theta, logits = flat_logits_fn(network, params)
     with torch.no_grad():
         curvature = torch.linalg.eigvalsh(output_hessians(logits(theta, x)))[:, -1]
-    return (curvature * ntk_traces(spec, params, x)).mean().item()
+    return (curvature * ntk_traces(network, params, x)).mean().item()
 
 
-def lower_bound(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
+def lower_bound(network: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor) -> float:
     """Rayleigh quotient of the output-weight block along (mean last-hidden features) x (best class direction).
 
     A lower bound on lambda_1 of both the Hessian and the Gauss-Newton matrix (see the module docstring).
     """
-    theta, logits = flat_logits_fn(spec, params)
-    output = layer_blocks(spec)[-1]
-    column = torch.arange(output.start, output.start + spec.width * spec.out_dim, spec.out_dim)  # W_out[:, 0]
+    theta, logits = flat_logits_fn(network, params)
+    output = layer_blocks(network)[-1]
+    column = torch.arange(output.start, output.start + network.width * network.out_dim, network.out_dim)  # W_out[:, 0]
     leaf = theta.clone().requires_grad_()
     mean_features = torch.autograd.grad(logits(leaf, x)[:, 0].mean(), leaf)[0][column]  # a = mean_i h_i
     direction = torch.zeros_like(theta)
@@ -152,7 +152,7 @@ def lower_bound(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tens
     return (torch.linalg.eigvalsh(block)[-1] / mean_features.pow(2).sum()).item()
 
 
-def sharpness_bounds(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, chunk_size: int = 2048) -> dict:
+def sharpness_bounds(network: NetworkSpec, params: Sequence[torch.Tensor], x: torch.Tensor, chunk_size: int = 2048) -> dict:
     """Our bounds on lambda_1 for one network (K = 1) on the examples x (cross-entropy only).
 
     Returns lower_bound (output-block Rayleigh quotient, valid for H and G), ggn_upper_bound (the empirical
@@ -161,14 +161,14 @@ def sharpness_bounds(spec: NetworkSpec, params: Sequence[torch.Tensor], x: torch
     (1/2) ntk_trace, evaluated at this subset's mean_sq_norm). Cost: two forward passes and C + 2
     backward passes over x, chunk_size examples at a time for the traces.
     """
-    theta, logits = flat_logits_fn(spec, params)
+    theta, logits = flat_logits_fn(network, params)
     with torch.no_grad():
         curvature = torch.linalg.eigvalsh(output_hessians(logits(theta, x)))[:, -1]
-    traces = ntk_traces(spec, params, x, chunk_size)
+    traces = ntk_traces(network, params, x, chunk_size)
     mean_sq_norm = x.pow(2).sum(1).mean().item()
-    expected = expected_ggn_upper_bound(spec.depth, spec.width, spec.in_dim, mean_sq_norm, spec.out_dim, spec.bias)
+    expected = expected_ggn_upper_bound(network.depth, network.width, network.in_dim, mean_sq_norm, network.out_dim, network.bias)
     return {
-        "lower_bound": lower_bound(spec, params, x),
+        "lower_bound": lower_bound(network, params, x),
         "ggn_upper_bound": (curvature * traces).mean().item(),
         "expected_upper_bound": expected,
         "ntk_trace": traces.mean().item(),
