@@ -638,7 +638,6 @@ def ended(parent: subprocess.Popen, workers: list[int], timeout: float) -> tuple
     return parent.returncode, err
 
 
-@pytest.mark.xfail(reason="awaits wiring of workers.run_workers into sweep.run_local", strict=False)
 def test_kill_9_of_a_worker_ends_the_sweep_in_one_line(tmp_path):
     parent, workers, busy = two_worker_sweep(tmp_path)
     try:
@@ -649,14 +648,13 @@ def test_kill_9_of_a_worker_ends_the_sweep_in_one_line(tmp_path):
         stop_all(parent)
 
 
-@pytest.mark.xfail(reason="awaits wiring of workers.run_workers into sweep.run_local", strict=False)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_a_two_worker_sweep_stops_all_in_one_line(tmp_path, sig):
     parent, workers, _ = two_worker_sweep(tmp_path)
     try:
         os.killpg(parent.pid, sig) if sig == signal.SIGINT else parent.send_signal(sig)  # Ctrl-C reaches the group
         status, err = ended(parent, workers, timeout=8)
-        assert status == 130 and one_line(err) == "error: interrupted"
+        assert status == 130 and one_line(err).startswith("error: interrupted; what was finished is in the store")
     finally:
         stop_all(parent)
     records = ResultStore(tmp_path / "store")
