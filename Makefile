@@ -31,7 +31,8 @@ book: install
 # Unit tests; every notebook executed at the smoke profile (computing its tiny grids live); the book
 # built from the committed paper store; then the tests that read the built book.
 test: install
-	$(BIN)/python -m pytest -q -rs -m "not slow"
+	$(BIN)/python -m pytest -q -rs -m "not slow and not integration"
+	$(BIN)/python -m pytest -q -rs -m integration
 	$(BIN)/milr reproduce --profile smoke
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/build_book.sh
 	MILR_REQUIRE_BOOK=1 $(BIN)/python -m pytest -q -rs -m slow

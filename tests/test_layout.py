@@ -1,6 +1,7 @@
 """The house's shape: data flows one way through the pipeline stages, with no cycles and small files."""
 
 import ast
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
@@ -31,6 +32,7 @@ STAGES = [
 ENGINE = set().union(*STAGES[:5])  # trains and measures: no pandas, no plotting
 
 
+@cache
 def modules() -> dict[str, set[str]]:
     """Each milr_core module and every module it imports, at any depth of its code (lazy imports count too)."""
     graph = {}
@@ -64,7 +66,7 @@ def test_every_module_has_a_stage_and_imports_nothing_downstream():
 
 
 def test_no_import_cycles():
-    graph = {m: imported & set(modules()) - {m} for m, imported in modules().items()}
+    graph = {m: imported & set(modules()) - {m} for m, imported in modules().items()}  # parsed once (cached)
     state: dict[str, int] = {}
 
     def visit(module: str, path: list[str]) -> None:

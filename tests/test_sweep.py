@@ -167,6 +167,7 @@ def events(log: Path) -> list[tuple[str, int, str]]:
     return [(kind, int(pid), group) for kind, pid, group in (line.split() for line in log.read_text().splitlines())]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kill", [False, True])
 def test_two_sweeps_share_a_store_each_cell_computed_once(tmp_path, kill):
     workers, log = start_workers(tmp_path, 2, pause=0.6)
@@ -189,12 +190,14 @@ def test_two_sweeps_share_a_store_each_cell_computed_once(tmp_path, kill):
     assert len(ResultStore(tmp_path / "store").records()) == 12
 
 
+@pytest.mark.integration
 def test_local_workers_fill_the_store_like_one_process(tmp_path):
     sweep.run_sweep(GRID, tmp_path / "one", run=CPU, progress=False)
     sweep.run_sweep(GRID, tmp_path / "two", run=RunOptions(device="cpu", workers=2, threads=1), progress=False)
     assert_same_results(ResultStore(tmp_path / "one"), ResultStore(tmp_path / "two"))
 
 
+@pytest.mark.integration
 def test_sigkill_mid_grid_then_resume_equals_a_clean_run(tmp_path):
     clean = tmp_path / "clean"
     sweep.run_sweep(GRID, clean, run=CPU, progress=False)
@@ -213,6 +216,7 @@ def test_sigkill_mid_grid_then_resume_equals_a_clean_run(tmp_path):
     assert_same_results(ResultStore(tmp_path / "store"), ResultStore(tmp_path / "fresh"))
 
 
+@pytest.mark.integration
 def test_ray_executor_matches_local(tmp_path):
     pytest.importorskip("ray")
     sweep.run_sweep(GRID, tmp_path / "local", run=CPU, progress=False)
