@@ -8,23 +8,27 @@ PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
 # Pipeline stages, upstream first: a module may import its own stage and those above it, never one below.
 STAGES = [
     {"brief", "config", "network"},  # what is computed: settings and networks, no torch; bounded quoting
-    {"model", "datafiles", "data", "runtime"},  # networks as tensors, dataset files, datasets; device, threads, lanes
+    {"model", "datafiles", "data", "runtime", "modules", "families"},  # networks as tensors, dataset files, datasets;
+    # device, threads, lanes; any torch module as replicas, the model families beyond MLPs
     {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
-    {"bisection", "ksection", "search", "sharpness"},  # Algorithm 1 and the k-section, searches in lanes, sharpness
-    {"late", "catapult"},  # protocols built on both
+    {"bisection", "ksection", "search", "sharpness", "lr_finder"},  # Algorithm 1 and the k-section, searches in lanes,
+    # sharpness, the LR range test
+    {"late", "catapult", "predictors"},  # protocols built on both
     {"store", "store_claims", "grid", "safe_yaml", "preflight", "workers", "repository"},  # records and claims,
     # grids and their YAML, checks before compute, supervised worker processes, where the committed store is
     {"sweep"},  # cells, kinds, executors
     {"experiments"},  # the book's grids per profile
+    {"fill"},  # a profile's missing seed groups, in order, packed into lanes, computed
+    {"planner"},  # how long they take on a device; the fill against the clock
     {"censored"},  # cells, censored regression, the cell-and-seed bootstrap
     {"fit"},  # power-law fits
     {"intervals"},  # intervals of statistics that are not fits
     {"tables", "predict", "resolution"},  # every tidy summary of eta*, and its resolution
-    {"sharpness_tables"},  # and of the sharpness
+    {"sharpness_tables", "predictor_tables"},  # and of the sharpness, and of the cheap predictors of eta*
     {"rules"},  # verdicts from numbers with intervals, our thresholds
     {"sharpness_claims", "extensions"},  # claims (c)-(d), (e)-(g)
     {"claims"},  # the claims table, read off the tables
-    {"style", "plot", "plot_curvature", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
+    {"style", "plot", "plot_search", "plot_curvature", "plot_predictors", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
     {"colab", "reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
     {"commands"},  # what each command does
     {"cli"},  # the command line
