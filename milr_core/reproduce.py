@@ -1,23 +1,24 @@
-"""Execute the book's notebooks with papermill, in order, into a build folder that the book renders.
+"""Write the notebooks Colab opens and execute the book's notebooks with papermill into a build folder.
 
-Each experiment lives in ``notebooks/NN_name.md`` (a jupytext MyST notebook, the source of truth) with
-a paired ``notebooks/NN_name.ipynb``, inputs only, that Colab opens. ``reproduce``:
+Each chapter lives in ``notebooks/NN_name.md`` (a jupytext MyST notebook, the source of truth, what the
+book renders) and ``notebooks/NN_name.ipynb`` (tracked, inputs only: what Colab opens). ``reproduce``:
 
-1. writes each ``.md`` into its ``.ipynb`` (inputs only, so the pair is always in sync), with the
-   install cell pointing at the repository URL of ``_config.yml`` (``milr_core.repository``); a file
-   whose content would not change is left alone, so a run leaves ``git status`` clean;
-2. executes it with papermill into ``_build/executed/notebooks/NN_name.ipynb`` (``executed_dir``;
-   git-ignored), injecting ``profile`` ("smoke" or "paper") after the cell tagged ``parameters``;
-   the kernel is the current interpreter, and the working directory is the notebooks folder's
-   parent (the repository root, so ``results/`` resolves as for the CLI);
+1. writes each ``.md`` into its ``.ipynb`` with the same cells, code and tags, its Markdown made plain
+   (``colab.py``: admonitions as quotes, figures' captions in bold, citations as links) and the install
+   cell pointing at the repository URL of ``_config.yml`` (``milr_core.repository``); a file whose
+   content would not change is left alone, so a run leaves ``git status`` clean;
+2. executes the MyST form with papermill into ``_build/executed/notebooks/NN_name.ipynb``
+   (``executed_dir``; git-ignored), injecting ``profile`` ("smoke" or "paper") after the cell tagged
+   ``parameters``; the kernel is the current interpreter, and the working directory is the notebooks
+   folder's parent (the repository root, so ``results/`` resolves as for the CLI);
 3. tags the original ``parameters`` cell of the executed copy ``remove-cell``, so that the page shows
    the parameters once, as papermill injected them (the profile actually used);
 4. stops at the first failing notebook with a ``ReproduceError`` naming it and its failing cell (the
    executed copy, with the traceback, stays in the build folder; the tracked files are untouched).
 
 The book renders the executed copies in place of the tracked notebooks (``book/_ext/executed_notebooks.py``),
-so its launch buttons still open the tracked, inputs-only ``.ipynb``. ``strip_all()`` makes tracked
-notebooks inputs-only again if someone executed them in place by hand.
+so its launch buttons still open the tracked, plain ``.ipynb``. ``strip_all()`` makes tracked notebooks
+inputs-only again if someone executed them in place by hand.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-from jupytext.combine import combine_inputs_with_outputs
 import papermill
 from ipykernel.kernelspec import write_kernel_spec
 from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
+from milr_core.colab import colab_notebook, read_links
 from milr_core.repository import checkout_root, configured_url, set_install_cells
 
 PROFILES = ("smoke", "paper")
@@ -73,30 +74,34 @@ def repository_url_for(notebooks_dir: str | Path) -> str | None:
     return configured_url(root) if root is not None else None
 
 
-def sync_ipynb(source: Path, url: str | None = None) -> Path:
-    """Write the inputs-only ``.ipynb`` paired with the MyST notebook ``source``; returns its path.
-
-    The cells' sources and metadata (tags) come from ``source``; the cell ids of an existing ``.ipynb`` are
-    kept for the cells that are still there (jupytext's pairing), its outputs are dropped. ``url``: the
-    repository URL the install cell installs from (default: the checkout's ``_config.yml``; None outside a
-    checkout leaves the cell as written). The file is rewritten only when its content changes, so a sync
-    of an unchanged pair leaves ``git status`` clean.
-    """
-    source = Path(source)
-    target = source.with_suffix(".ipynb")
-    text_notebook = read_notebook(source)
-    notebook = text_notebook
-    if target.is_file():
-        notebook = combine_inputs_with_outputs(text_notebook, nbformat.read(target, as_version=4), fmt="md:myst")
-        for cell, written in zip(notebook.cells, text_notebook.cells):  # the .md's tags win over stale ones
-            cell.metadata = written.metadata
+def myst_notebook(source: Path, url: str | None = None) -> nbformat.NotebookNode:
+    """The MyST notebook ``source`` as the book executes it: inputs only, the install cell pointing at ``url``
+    (default: the checkout's ``_config.yml``; None outside a checkout leaves the cell as written)."""
+    notebook = read_notebook(source)
     clean_inputs(notebook)
-    url = url or repository_url_for(source.parent)
+    url = url or repository_url_for(Path(source).parent)
     if url:
         set_install_cells(notebook, url)
+    return notebook
+
+
+def colab_text(source: Path, url: str | None = None) -> str:
+    """The text of the ``.ipynb`` Colab opens for the MyST notebook ``source`` (``colab.colab_notebook``)."""
+    source = Path(source)
+    root = checkout_root(source.parent) or source.parent.parent
+    notebook = colab_notebook(myst_notebook(source, url), source.stem, read_links(root))
     text = jupytext.writes(notebook, fmt="ipynb")
-    if not text.endswith("\n"):
-        text += "\n"
+    return text if text.endswith("\n") else text + "\n"
+
+
+def sync_ipynb(source: Path, url: str | None = None) -> Path:
+    """Write the inputs-only, plain-Markdown ``.ipynb`` of the MyST notebook ``source``; returns its path.
+
+    The file is rewritten only when its content changes, so a sync of an unchanged pair leaves ``git status``
+    clean. Raises ``colab.ColabError`` when a Markdown cell holds MyST without a plain form.
+    """
+    target = Path(source).with_suffix(".ipynb")
+    text = colab_text(source, url)
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         target.write_text(text, encoding="utf-8")
     return target
@@ -234,10 +239,11 @@ def reproduce(
             bar.set_postfix_str(source.stem)
             notebook = sync_ipynb(source)
             executed = out_dir / notebook.name
+            nbformat.write(myst_notebook(source), executed)  # papermill's input: the MyST form, for the book
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(
-                    notebook, executed, parameters={"profile": profile}, kernel_name=kernel, cwd=cwd, progress_bar=False
+                    executed, executed, parameters={"profile": profile}, kernel_name=kernel, cwd=cwd, progress_bar=False
                 )
             except PapermillExecutionError as error:
                 raise ReproduceError(failure_message(notebook, executed, error)) from None

@@ -1,21 +1,10 @@
-"""How the book shows things: one figure style, numbered figures and numbers glued into the prose, tidy tables.
+"""How the book looks: one figure style, tidy tables, and the data sentence of every figure's caption.
 
-A chapter draws a figure with ``plot.py``, then ``glue_figure("fig-power-law", fig, frame)`` stores it (as SVG)
-and the caption's data sentence (which data, whether a lossy mirror, which profile and seeds, which cells of a
-partial grid, which devices) under ``fig-power-law`` and ``fig-power-law-data``; the chapter's markdown shows it
-as a numbered, referenceable figure with alt text::
-
-    ```{glue:figure} fig-power-law
-    :name: fig-power-law
-    :alt: what the figure shows, in words
-
-    The caption's own text. {glue:md}`fig-power-law-data`
-    ```
-
-Numbers reach the prose the same way (``glue_text`` and ``{glue:md}``), so no cell formats sentences. Glued
-text is Markdown without TeX (math in glued text would not be typeset): it uses Unicode (η*, λ₁, d·w).
-``table`` returns a DataFrame's display without the index, each float column rounded to a few significant
-digits.
+``set_style`` sets the look of every figure (``book.chapter`` calls it); ``frame_provenance`` writes a
+figure's data sentence (which data, whether a lossy mirror, which profile and seeds, which cells of a
+partial grid, which devices), which ``book.figure`` displays under the figure and glues into its caption;
+``table`` shows a DataFrame without the index, each float column rounded to a few significant digits.
+Text for prose and captions is Markdown without TeX (it would not be typeset): Unicode (η*, λ₁, d·w).
 """
 
 from __future__ import annotations
@@ -25,7 +14,6 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure
 
 # One colour and marker per probe outcome, the same in every figure of the book.
 OUTCOME_STYLE = {
@@ -53,36 +41,6 @@ def set_style() -> None:
     set_matplotlib_formats("svg")
 
 
-def glue_figure(name: str, fig: Figure, data: dict | pd.DataFrame, profile: str | None = None,
-                seeds: list[int] | None = None) -> None:  # fmt: skip
-    """Glue ``fig`` as ``name`` and its caption's data sentence as ``name-data`` (see the module docstring).
-
-    ``data`` is a tidy sweep frame (data, profile and seeds are read off it) or a dataset's ``meta`` (then
-    ``profile`` and ``seeds`` are given): every figure says which data, profile and seeds it shows.
-    """
-    from myst_nb import glue
-
-    if isinstance(data, pd.DataFrame):
-        if profile is not None or seeds is not None:
-            raise ValueError("a frame says its own profile and seeds: pass neither with it")
-        sentence = frame_provenance(data)
-    else:
-        if profile is None or seeds is None:
-            raise ValueError("with a dataset meta, pass the profile and the seeds too")
-        sentence = meta_provenance(data, profile, seeds)
-    glue(name, fig, display=False)
-    glue_text(f"{name}-data", sentence)
-    plt.close(fig)
-
-
-def glue_text(name: str, text: str) -> None:
-    """Glue Markdown text (no TeX) for ``{glue:md}`` in prose and captions."""
-    from IPython.display import Markdown
-    from myst_nb import glue
-
-    glue(name, Markdown(text), display=False)
-
-
 def significant(value: float, digits: int = 3) -> str:
     """A number with ``digits`` significant digits, no trailing noise: 0.7048 -> "0.705", whole numbers from
     10^digits up (1234.5 -> "1234", not "1.23e+03"), rounding error around zero (3.7e-15) -> "0"."""
@@ -93,13 +51,6 @@ def significant(value: float, digits: int = 3) -> str:
     if abs(value) >= 10**digits:
         return f"{value:.0f}"
     return f"{value:.{digits}g}"
-
-
-def with_interval(value: float, low: float, high: float, digits: int = 2) -> str:
-    """"0.71 [0.55, 0.86]": a number and its interval, for prose and captions (plain text, no TeX)."""
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return significant(value, digits)
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def table(frame: pd.DataFrame, digits: int = 3):
@@ -115,12 +66,6 @@ def table(frame: pd.DataFrame, digits: int = 3):
 
 def seed_list(seeds) -> str:
     return ", ".join(str(int(s)) for s in sorted(set(seeds)))
-
-
-def meta_provenance(meta: dict, profile: str, seeds: list[int]) -> str:
-    """The caption's data/profile/seeds sentence for one dataset's ``meta`` (a live computation)."""
-    source = meta["source"] + (f", lossy mirror {meta['mirror']}" if meta.get("lossy") else "")
-    return f"Data: `{meta['name']}` ({source}). Profile: `{profile}`. Seeds: {seed_list(seeds)}."
 
 
 def frame_provenance(frame: pd.DataFrame) -> str:

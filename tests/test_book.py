@@ -1,5 +1,6 @@
-"""The book's sources: notebook pairs in sync, parameters and install cells, launch links, reproduce's
-build folder (tracked notebooks stay inputs only) and its failure report, MathJax, the landing page."""
+"""The book's sources: the chapter convention (``milr_core/book.py``), the Colab notebooks in sync with their
+MyST sources, parameters and install cells, launch links, reproduce's build folder (tracked notebooks stay
+inputs only) and its failure report, MathJax, the landing page."""
 
 import ast
 import os
@@ -14,9 +15,11 @@ import pytest
 from conftest import skip_unless_required
 import yaml
 
+from milr_core.colab import chapter_numbers
 from milr_core.repository import install_urls, set_install_url
 from milr_core.reproduce import (
-    HIDDEN_TAG, INJECTED_TAG, PROFILES, ReproduceError, executed_dir, read_notebook, reproduce, strip_all, sync_all,
+    HIDDEN_TAG, INJECTED_TAG, PROFILES, ReproduceError, colab_text, executed_dir, read_notebook, reproduce, strip_all,
+    sync_all,
 )  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +53,79 @@ def test_there_are_notebooks():
     assert SOURCES, "no notebooks/*.md"
 
 
+def code_cells(path: Path, url: str | None = None) -> list[tuple[str, str]]:
+    return [cell for cell in cells(path, url) if cell[0] == "code"]
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_pair_in_sync(source):
+    """The tracked .ipynb is exactly what `milr reproduce` writes from the .md: the same code, plain Markdown."""
     paired = source.with_suffix(".ipynb")
-    assert paired.exists(), f"{paired.name} is missing: run milr reproduce (or python -m milr_core.repository sync)"
-    assert cells(source, REPOSITORY_URL) == cells(paired), (
-        f"{source.name} and {paired.name} differ: re-sync them (python -m milr_core.repository sync)"
+    assert paired.exists(), f"{paired.name} is missing: run milr reproduce"
+    assert code_cells(source, REPOSITORY_URL) == code_cells(paired)
+    assert paired.read_text(encoding="utf-8") == colab_text(source), f"{paired.name} is stale: run milr reproduce"
+    assert "formats" not in read_notebook(source).metadata.get("jupytext", {}), (
+        f"{source.name} must not be a jupytext pair: Jupyter would overwrite the MyST source with plain Markdown"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the chapter convention (milr_core/book.py's docstring)
+
+FIGURE_CALL = re.compile(r"book\.figure\(\s*\"([\w-]+)\"")
+FIGURE_DIRECTIVE = re.compile(r"^```\{glue:figure\} ([\w-]+)\n(?P<options>(?::[\w-]+:.*\n)*)\n(?P<caption>[\s\S]*?)\n```$",
+                              re.MULTILINE)  # fmt: skip
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_each_figure_is_shown_where_it_is_made_and_once_in_the_book(source):
+    """A figure is made by a cell of its own, tagged remove-output (the book shows it through its {glue:figure}),
+    and its {glue:figure}, with a name, alt text and the data sentence in its caption, comes next."""
+    order = []
+    for cell in read_notebook(source).cells:
+        if cell.cell_type == "code":
+            made = FIGURE_CALL.findall(cell.source)
+            assert len(made) <= 1, f"{source.name}: one figure per cell, so that each shows before its caption: {made}"
+            if made:
+                assert "remove-output" in tags(cell), f"{source.name}: the cell making {made[0]} must be tagged remove-output"
+                order.append(("made", made[0]))
+        else:
+            for match in FIGURE_DIRECTIVE.finditer(cell.source):
+                name = match[1]
+                options = dict(re.findall(r"^:([\w-]+): (.*)$", match["options"], re.MULTILINE))
+                assert options.get("name") == name and len(options.get("alt", "")) >= 15, f"{source.name}: {name}'s options"
+                assert match["caption"].rstrip().endswith(f"{{glue:md}}`{name}-data`"), f"{name}: the data sentence"
+                order.append(("shown", name))
+    pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
+    assert all(pair == [("made", name), ("shown", name)] for pair in pairs for name in [pair[0][1]]), (
+        f"{source.name}: each figure's cell must come right before its caption: {order}"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_sentences_show_once_and_prose_holds_no_glue(source):
+    """A cell that says a sentence shows its output only (remove-input); prose never glues a number."""
+    notebook = read_notebook(source)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "book.say(" in cell.source:
+            assert "remove-input" in tags(cell), f"{source.name}: a cell calling book.say must be tagged remove-input"
+        if cell.cell_type == "markdown":
+            prose = FIGURE_DIRECTIVE.sub("", cell.source)
+            assert "{glue" not in prose, f"{source.name}: a glue role in prose shows raw on Colab: use book.say"
+    setup = [c for c in notebook.cells if c.cell_type == "code" and "book.chapter(" in c.source]
+    assert len(setup) == 1, f"{source.name}: one setup call, book.chapter(...)"
+
+
+def test_every_toc_chapter_is_numbered_for_colab_as_in_the_book():
+    """Colab's figure numbers (C.N) take C from the table of contents, as the book does: every notebook listed
+    in a numbered part has a number there, and the numbers run 1, 2, ... in toc order."""
+    numbers = chapter_numbers(TOC)
+    listed = [Path(f).stem for f in toc_files(TOC) if f.startswith("notebooks/")]
+    assert sorted(numbers.values()) == list(range(1, len(numbers) + 1)) and set(numbers) <= set(listed)
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -80,6 +149,8 @@ def test_parameters_cell_sets_profile(source):
             if isinstance(target, ast.Name)
         }
         assert assigned.get("profile") in PROFILES, f"{path.name}: the parameters cell must set profile to one of {PROFILES}"
+        assert assigned.get("profile") == "paper", f"{path.name}: Colab opens on the profile the book shows, paper"
+        assert "compute" in assigned, f"{path.name}: the parameters cell must offer the compute switch"
 
 
 def test_launch_buttons_are_configured():
@@ -189,7 +260,7 @@ def test_reproduce_executes_into_the_build_folder_and_names_the_failing_cell(tmp
     assert any(o.get("ename") == "ZeroDivisionError" for c in failed.cells for o in c.get("outputs", []))
     assert strip_all(notebooks) == [notebooks / "01_ok.ipynb", notebooks / "02_fails.ipynb"]
     for name in ("01_ok", "02_fails"):
-        assert cells(notebooks / f"{name}.md") == cells(notebooks / f"{name}.ipynb")
+        assert code_cells(notebooks / f"{name}.md") == code_cells(notebooks / f"{name}.ipynb")
 
 
 @pytest.mark.slow  # after `make test`'s reproduce and book build

@@ -24,7 +24,7 @@ on every experiment chapter (``notebooks/*``, but the table-only ``TABLE_ONLY_PA
   ``:alt:``, or a ``{figure}`` directive with ``:alt:``, give exactly this);
 
 and on the landing page (``book/intro.html``): the verdict table ``table.milr-verdicts`` with a header
-naming Claim, Verdict and Key number, at least ``MIN_CLAIMS`` rows, each linking to a chapter, and the
+naming Question, Verdict and the number, at least ``MIN_CLAIMS`` rows, each linking to a chapter, and the
 summary figure, numbered, with alt text.
 """
 
@@ -247,7 +247,7 @@ def landing_problems(driver) -> list[str]:
         return [f"{LANDING}: no verdict table (table.milr-verdicts, from book/_generated/verdicts.md)"]
     problems = []
     header = " ".join(table["header"]).lower()
-    for column in ("claim", "verdict", "key number"):
+    for column in ("question", "verdict", "number"):  # one row per question of a claim (claims.py), its number
         if column not in header:
             problems.append(f"{LANDING}: the verdict table has no {column!r} column: {table['header']}")
     if len(table["rows"]) < MIN_CLAIMS:

@@ -1,15 +1,17 @@
 """A Sphinx extension: render each notebook as ``milr reproduce`` executed it, not the tracked file.
 
-Why: the tracked ``notebooks/NN_name.ipynb`` are inputs only (Colab opens them; a build must leave
-``git status`` clean), while ``milr reproduce`` writes the executed copies, with their outputs, to
-``_build/executed/notebooks/NN_name.ipynb`` (``milr_executed_dir``, relative to the book's root). On
-``source-read`` this extension hands myst-nb the executed copy instead of the tracked file, so the page
-shows the outputs while its docname, its launch buttons and its Colab link stay those of the tracked
-notebook. The executed copy is a dependency of the page (an incremental build re-reads it when it
-changes).
+Why: the tracked ``notebooks/NN_name.ipynb`` are what Colab opens: inputs only (a build must leave
+``git status`` clean), their Markdown made plain (``milr_core/colab.py``). ``milr reproduce`` executes
+the MyST source ``notebooks/NN_name.md`` and writes the executed copy, with its outputs and its MyST
+Markdown (numbered figures, citations, cross-references), to ``_build/executed/notebooks/NN_name.ipynb``
+(``milr_executed_dir``, relative to the book's root). On ``source-read`` this extension hands myst-nb
+the executed copy instead of the tracked file, so the page shows the outputs while its docname, its
+launch buttons and its Colab link stay those of the tracked notebook. The executed copy is a dependency
+of the page (an incremental build re-reads it when it changes).
 
 It warns (an error under ``-W``) when a notebook has no executed copy, or when the copy's cells are not
-the tracked notebook's (a stale run): the book never shows outputs of code other than what it shows.
+the tracked notebook's (a stale run: other code cells, or cells of other types in another order): the
+book never shows outputs of code other than what Colab runs.
 """
 
 import json
@@ -22,13 +24,14 @@ INJECTED_TAG = "injected-parameters"  # papermill's cell with the parameters of 
 
 
 def input_cells(notebook: dict) -> list[tuple[str, str]]:
-    """(type, source) of each cell but papermill's injected parameters cell."""
+    """(type, source) of each cell but papermill's injected parameters cell, a Markdown cell's source left
+    out (the tracked copy's is plain Markdown, the executed copy's MyST)."""
 
     def text(source) -> str:
         return "".join(source) if isinstance(source, list) else source
 
     return [
-        (cell["cell_type"], text(cell["source"]))
+        (cell["cell_type"], text(cell["source"]) if cell["cell_type"] == "code" else "")
         for cell in notebook.get("cells", [])
         if INJECTED_TAG not in cell.get("metadata", {}).get("tags", [])
     ]
