@@ -25,8 +25,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 
-import torch
-
 from milr_core.config import CATAPULT_WINDOW, Run, SearchConfig, SharpnessConfig, TrainConfig, TrajectoryConfig
 from milr_core.model import init_params
 from milr_core.probe import train_replicas

@@ -27,6 +27,7 @@ from typing import Any
 from milr_core.brief import brief
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "gaussians")
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "gaussians": "Gaussians"}
 # Default validation-accuracy threshold t per dataset, and whose choice it is.
 THRESHOLDS = {
     "mnist": (0.925, "paper"),
@@ -331,6 +332,52 @@ class ArithmeticConfig:
         check_fields(self, "arithmetic")
 
 
+@dataclass(frozen=True)
+class RangeTestConfig:
+    """The LR range test (Smith 2017) as fastai's ``lr_find`` runs it (``lr_finder.py``). Every default is fastai's
+    (start_lr 1e-7, end_lr 10, num_it 100, stop at 4x the best smoothed loss, ``AvgSmoothLoss`` beta 0.98,
+    suggestions on ``losses[num_it // 10:-5]``); ours: plain SGD with the network's LR multipliers (fastai's
+    default is Adam), so that the rate tested is the rate eta* measures."""
+
+    lr_min: float = spec("the learning rate of the first step", Range(1e-12, 1e6), default=1e-7)
+    lr_max: float = spec("the rate the exponential ramp reaches at step `steps`", Range(1e-12, 1e6), default=10.0)
+    steps: int = spec("SGD steps of the ramp", Range(2, 10**6, integer=True), default=100)
+    smoothing: float = spec("EMA weight of the past (debiased); 0: none", Range(0, 1, high_open=True), default=0.98)
+    diverge_factor: float = spec("stop once the smoothed loss exceeds this x its minimum", Range(1, 1e6, low_open=True), default=4.0)
+    skip_start: int = spec("recorded steps left out before suggesting", Range(0, 10**6, integer=True), default=10)
+    skip_end: int = spec("recorded steps left out at the end before suggesting", Range(0, 10**6, integer=True), default=5)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "range_test")
+        if not self.lr_min < self.lr_max:
+            raise ValueError(f"range_test.lr_min {self.lr_min} must be below range_test.lr_max {self.lr_max}")
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """The critical LR along the first update and the timing behind c / lambda_1 (``predictors.py``); all ours."""
+
+    critical_bounds: tuple[float, float] = spec("the rates the critical LR's ladder spans", Each(Range(1e-12, 1e12), "be two numbers in [1e-12, 1e12], low then high", 2), default=(1e-4, 1e4))  # fmt: skip
+    critical_ladder: int = spec("rates of that ladder, both ends included", Range(2, 1024, integer=True), default=9)
+    critical_rtol: float = spec("its bisection stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
+    hvp_timings: int = spec("Hessian-vector products timed per seed group", Range(1, 1000, integer=True), default=3)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "predictors")
+        if not self.critical_bounds[0] < self.critical_bounds[1]:
+            raise ValueError(f"predictors.critical_bounds must be low then high, got {self.critical_bounds}")
+        object.__setattr__(self, "critical_bounds", tuple(map(float, self.critical_bounds)))  # a YAML list hashes alike
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model of a ``model_eta_star`` or ``model_range_test`` cell (``families.py``, chapter 13): the grid's depths
+    and widths are the family's (its docstring says what they count), ``args`` its other keyword arguments."""
+
+    family: str = spec("cnn, transformer or mlp (families.FAMILIES), or package.module:factory", default="cnn")
+    args: dict = spec("the family's keyword arguments beyond depth, width, in_dim and out_dim", default_factory=dict)
+
+
 SECTIONS = {
     "train": TrainConfig,
     "search": SearchConfig,
@@ -338,6 +385,9 @@ SECTIONS = {
     "late": LateConfig,
     "trajectory": TrajectoryConfig,
     "arithmetic": ArithmeticConfig,
+    "range_test": RangeTestConfig,
+    "predictors": PredictorConfig,
+    "model": ModelConfig,
 }
 
 

@@ -105,6 +105,22 @@ def speculation_text(table: pd.DataFrame) -> str:
 # chapters 2-4: the power law, its provisos
 
 
+def resolution_text(summary: pd.DataFrame | None) -> str:
+    """Chapter 1: per perturbation, how many seeds kept the reference's eta* bit for bit and how far the others
+    moved; then how many cells' band lies within their seed spread (``resolution.resolution_summary``)."""
+    if summary is None or summary.empty:
+        return "The resolution grid is not stored yet."
+    rows = summary[summary["variant"] != "all"]
+    items = [f"- **{r['variant']}**: the reference's η* bit for bit in {int(r['identical seeds'])} of {int(r['seeds'])} "
+             f"seeds; η* moved by ×{significant(r['median factor'])} (median over cells), ×{significant(r['largest factor'])}"
+             " at most" for _, r in rows.iterrows()]  # fmt: skip
+    every = summary[summary["variant"] == "all"].iloc[0]
+    items.append(f"- **All together**: the band of η* across these arithmetics lies within its spread over seeds in "
+                 f"{int(every['band within seed spread'])} of {int(every['cells'])} cells (median band "
+                 f"×{significant(every['median band'])}, median seed spread ×{significant(every['median seed spread'])}).")  # fmt: skip
+    return "\n".join(items)
+
+
 def fit_text(fits: pd.DataFrame, dataset: str, cells: str, variant: str | None = None) -> str:
     """"α = 0.71 [0.55, 0.86], R² = 0.93 (12 cells)" of ``tables.fits_table`` for one dataset (and variant)."""
     rows = select(fits, dataset=dataset, cells=cells, **({"variant": variant} if variant else {}))

@@ -8,7 +8,8 @@ that is None, empty or lacks what a figure draws gives a one-panel figure that s
 so a chapter renders on a partial store.
 
 Functions: ``plot_quantities_vs_dw``, ``plot_late_contrast``, ``plot_late_ratio``, ``plot_eta_vs_sharpness``,
-``plot_products``, ``plot_bounds``, ``plot_lanczos_residuals``, ``plot_trajectory``, ``not_computed``.
+``plot_products``, ``plot_bounds``, ``plot_lanczos_residuals``, ``not_computed`` (the catapult's trajectory:
+``plot_catapult.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from milr_core.plot import depth_colors, depth_legend, panels, tidy_log_axes
+from milr_core.config import DATASET_NAMES
+from milr_core.plot import depth_colors, depth_legend, legend_below, note, panels, tidy_log_axes
+from milr_core.tables import positive
 from milr_core.style import COLUMN_WIDTH_IN
 
 # seaborn's colour-blind palette, fixed here so that a figure looks the same with or without style.set_style()
@@ -31,8 +34,6 @@ BLUE, ORANGE, GREEN, RED, PINK, BROWN, GREY, LIGHT_BLUE = (
     "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#949494", "#56b4e9")  # fmt: skip
 TEXT_PT = 9  # the smallest text of any figure
 PANEL_HEIGHT = 2.7  # inches per row of panels
-LEGEND_ROW_IN = 0.28  # inches a legend row below the panels adds
-DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "gaussians": "Gaussians"}
 SHARPNESS = {"raw": "lambda_1", "effective": "lambda_1_eff"}  # as sharpness_tables.SHARPNESS
 SHARPNESS_LABEL = {"raw": "raw λ₁ (of H)", "effective": "effective λ₁ (of P½HP½)"}
 RELATION_STYLE = {  # the two products of claim (b)
@@ -84,14 +85,6 @@ def grid(n: int, ncols: int = 2, height: float = PANEL_HEIGHT, sharey: bool = Fa
     return panels(n, ncols, sharey=sharey, height=height)
 
 
-def legend_below(fig: Figure, handles: list, ncols: int = 2) -> None:
-    """A legend below the panels, 9 pt; the figure grows by its rows, so the panels keep their size."""
-    ncols = min(ncols, len(handles))
-    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_IN * -(-len(handles) // ncols))
-    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize=TEXT_PT, frameon=False,
-               handletextpad=0.4, columnspacing=1.2)  # fmt: skip
-
-
 def label(key) -> str:
     """A group's title: dataset names spelled out, pretraining lengths in steps."""
     parts = key if isinstance(key, tuple) else (key,)
@@ -102,15 +95,6 @@ def label(key) -> str:
 def groups(frame: pd.DataFrame, by: str | Sequence[str]) -> list[tuple[object, pd.DataFrame]]:
     by = [by] if isinstance(by, str) else list(by)
     return [(key if len(by) > 1 else key[0], rows) for key, rows in frame.groupby(by, sort=False)]
-
-
-def note(ax, text: str) -> None:
-    ax.text(0.97, 0.04, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=TEXT_PT, color="0.25")
-
-
-def positive(values) -> pd.Series:
-    numbers = pd.to_numeric(pd.Series(values), errors="coerce").astype(float)
-    return numbers.where(np.isfinite(numbers) & (numbers > 0))
 
 
 def seeds_and_cells(ax, rows: pd.DataFrame, x: str, y: str, *, color, marker: str = "o", hollow: bool = False,
@@ -167,7 +151,7 @@ def plot_quantities_vs_dw(frame: pd.DataFrame | None, quantities: Sequence[str],
                 ax.plot(xs, fits["c"].iloc[0] * xs ** fits["exponent"].iloc[0], color=style["color"], linestyle="--",
                         linewidth=1.1)  # fmt: skip
         if dropped:
-            note(ax, f"{dropped} values missing or ≤ 0")
+            note(ax, f"{dropped} values missing or ≤ 0", where="lower right")
         log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
@@ -211,7 +195,7 @@ def plot_late_contrast(networks: pd.DataFrame | None, *, sharpness: str = "effec
         dropped = sum(seeds_and_cells(ax, rows, "dw", f"{relation}_{field}", color=style["color"],
                                       marker=style["marker"]) for relation, style in RELATION_STYLE.items())  # fmt: skip
         if dropped:
-            note(ax, f"{dropped} products missing")
+            note(ax, f"{dropped} products missing", where="lower right")
         log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
@@ -222,7 +206,7 @@ def plot_late_contrast(networks: pd.DataFrame | None, *, sharpness: str = "effec
     handles.append(Line2D([], [], color="black", linestyle="--", label=f"η·λ₁ = {edge:g}"))
     if band is not None:
         handles.append(Patch(color=GREY, alpha=0.35, label=f"{band[0]:g} to {band[1]:g}"))
-    legend_below(fig, handles)
+    legend_below(fig, handles, ncols=2)
     return fig
 
 
@@ -438,7 +422,7 @@ def plot_lanczos_residuals(frame: pd.DataFrame | None, *, by: str | Sequence[str
         for tol in rows["tol"].dropna().unique():
             ax.axhline(tol, color="black", linestyle="--", linewidth=1)
         above = int((rows["residual"] > rows["tol"] * (1 + 1e-9)).sum())
-        note(ax, f"{len(rows)} eigenvalues, {above} above tolerance")
+        note(ax, f"{len(rows)} eigenvalues, {above} above tolerance", where="lower right")
         log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
@@ -449,41 +433,4 @@ def plot_lanczos_residuals(frame: pd.DataFrame | None, *, by: str | Sequence[str
     handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="0.3", label="float64"),
                 Line2D([], [], color="black", linestyle="--", label="tolerance")]  # fmt: skip
     legend_below(fig, handles, ncols=3)
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------
-# chapter 11: a trajectory through the catapult window
-
-
-def plot_trajectory(record: pd.Series | dict | pd.DataFrame | None) -> Figure:
-    """Full-batch gradient descent on the MSE at a few η·λ₁_eff: the loss per step (left, log scale) and λ₁_eff over
-    the steps (right), each run's 2/η dotted in its colour.
-
-    ``record`` is one record of the ``trajectory`` experiment (a frame's first row is taken): ``runs``, a list of
-    {eta_lambda, lr, loss, lambda_steps, lambda_1, diverged_at, regime}. Inside the catapult window the loss
-    spikes, then falls as λ₁ drops below 2/η (Lewkowycz et al. 2020); below it both move smoothly.
-    """
-    if isinstance(record, pd.DataFrame):
-        record = record.iloc[0] if len(record) else None
-    runs = record.get("runs") if record is not None else None
-    if not isinstance(runs, (list, tuple)) or not runs:
-        return not_computed("The catapult trajectory: no stored record yet.")
-    fig, (loss_ax, sharp_ax) = plt.subplots(1, 2, figsize=(COLUMN_WIDTH_IN, PANEL_HEIGHT + 0.4), layout="constrained")
-    handles = []
-    for run, color in zip(runs, RUN_COLORS):
-        name = f"η·λ₁ = {run['eta_lambda']:g} ({run.get('regime') or '–'})"
-        loss = np.asarray(run["loss"], dtype=float)
-        loss_ax.plot(np.arange(len(loss)), loss, color=color, linewidth=1.5)
-        sharp_ax.plot(run["lambda_steps"], run["lambda_1"], color=color, marker="o", markersize=3.5, linewidth=1.4)
-        sharp_ax.axhline(2 / run["lr"], color=color, linestyle=":", linewidth=1.3)
-        if run.get("diverged_at") is not None:
-            loss_ax.axvline(run["diverged_at"], color=color, linestyle="--", linewidth=1)
-            name += f", diverged at step {run['diverged_at']}"
-        handles.append(Line2D([], [], color=color, linewidth=1.5, label=name))
-    loss_ax.set(yscale="log", xlabel="gradient-descent step", ylabel="training loss (MSE)", title="loss")
-    tidy_log_axes(loss_ax)
-    sharp_ax.set(xlabel="gradient-descent step", ylabel="λ₁ effective", ylim=(0, None), title="sharpness")
-    handles.append(Line2D([], [], color="0.3", linestyle=":", label="2/η of the run in its colour"))
-    legend_below(fig, handles, ncols=2)
     return fig

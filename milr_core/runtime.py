@@ -138,7 +138,7 @@ def arithmetic(device: str, dtype: str, lanes: int | None) -> dict:
     }
 
 
-def make_run(dataset, network, seeds, threshold: float | None, options) -> "Run":
+def make_run(dataset, network, seeds, threshold: float | None, options):
     """A ``config.Run`` from a user's ``RunOptions``: the device resolved, k and the lanes chosen for it (after the
     threads are pinned: one thread allows elastic lanes)."""
     from milr_core.config import Run

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from milr_core import plot, tables  # noqa: E402
+from milr_core import plot, plot_search, plot_variants, tables  # noqa: E402
 from milr_core.style import COLUMN_WIDTH_IN  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def ledger_frame():
 
 
 def test_bisection_ladder_shows_every_probe_and_the_probes_above():
-    fig = plot.plot_bisection_ladder(ledger_frame(), eta_star=0.1, bracket=(0.1, 0.3), title="seed 0")
+    fig = plot_search.plot_bisection_ladder(ledger_frame(), eta_star=0.1, bracket=(0.1, 0.3), title="seed 0")
     (ax,) = fig.axes
     assert isinstance(fig, Figure) and column_width(fig)
     assert points(ax) == 4 and ax.get_yscale() == "log"
@@ -133,7 +133,7 @@ def test_bisection_ladder_shows_every_probe_and_the_probes_above():
 
 
 def test_accuracy_curves_one_line_per_probe_with_a_finite_point():
-    fig = plot.plot_accuracy_curves(ledger_frame(), threshold=0.8)
+    fig = plot_search.plot_accuracy_curves(ledger_frame(), threshold=0.8)
     accuracy, loss = fig.axes[:2]
     assert len(accuracy.get_lines()) == 4 + 1  # four probes and the threshold
     assert len(loss.get_lines()) == 3  # the diverged probe's only loss is infinite: nothing to draw
@@ -218,10 +218,10 @@ def test_ratio_vs_dw_and_variants():
     frame.loc[frame["variant"] == "t=0.70", "eta_star"] *= 2.0
     frame.loc[(frame["variant"] == "100 steps") & (frame["seed"] == 0), "eta_star"] = np.nan
     ratios = tables.variant_ratios(frame)
-    fig = plot.plot_ratio_vs_dw(ratios)
+    fig = plot_variants.plot_ratio_vs_dw(ratios)
     assert len(fig.axes) == 2  # the two variants that are not the base
     assert any("without a ratio" in t.get_text() for t in fig.axes[1].texts)
-    variants = plot.plot_variants(ratios, rtol=0.05)
+    variants = plot_variants.plot_variants(ratios, rtol=0.05)
     (ax,) = variants.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == ["t=0.70", "100 steps"]
     assert points(ax) == 8 + 4 and len(ax.get_lines()) == 1 + 2  # the line at 1 and one median per variant
@@ -231,11 +231,11 @@ def test_preprocessing_draws_eta_and_both_sharpnesses():
     eta = sweep_frame(datasets=("mnist",), variants=("global", "per_feature"), depths=(1, 2), widths=(64,))
     eta = censor(eta[eta["variant"] == "per_feature"], 2, 64).pipe(lambda p: pd.concat([eta[eta["variant"] == "global"], p]))
     sharp = eta.drop(columns=["eta_star", "status", "bracket"]).assign(lambda_1=30.0, lambda_1_eff=10.0)
-    fig = plot.plot_preprocessing(pd.concat([eta, sharp], ignore_index=True))
+    fig = plot_variants.plot_preprocessing(pd.concat([eta, sharp], ignore_index=True))
     eta_ax, lam_ax = fig.axes
     assert len(censored(eta_ax)) == 1
     assert points(lam_ax) == 2 * 2 * 2  # two variants x two depths, raw and effective
-    only_eta = plot.plot_preprocessing(eta)
+    only_eta = plot_variants.plot_preprocessing(eta)
     assert any("not in the store" in t.get_text() for t in only_eta.axes[1].texts)
 
 
@@ -248,7 +248,7 @@ def test_held_out_rings_the_misses():
         for d, w, m, p, lo, hi, c in [(1, 16, 1.0, 1.1, 0.8, 1.5, True), (2, 16, 0.5, 0.9, 0.7, 1.2, False),
                                       (4, 64, 0.2, 0.21, np.nan, np.nan, None)]
     ])  # fmt: skip
-    fig = plot.plot_held_out(table)
+    fig = plot_variants.plot_held_out(table)
     (ax,) = fig.axes
     assert points(ax) == 3 + 1 and ax.get_title() == "MNIST: 1/2 inside"
 
@@ -259,6 +259,6 @@ def test_empty_frames_render_a_note_instead_of_failing():
     power = plot.plot_power_law(empty)
     assert any("no cell in the store yet" in t.get_text() for t in power.axes[0].texts)
     ratios = tables.variant_ratios(sweep_frame(variants=("base",))).iloc[0:0]
-    for fig in (plot.plot_ratio_vs_dw(ratios), plot.plot_variants(ratios)):
+    for fig in (plot_variants.plot_ratio_vs_dw(ratios), plot_variants.plot_variants(ratios)):
         assert any("no variant in the store yet" in t.get_text() for t in fig.axes[0].texts)
         assert not fig.axes[0].axison

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from milr_core import plot_catapult  # noqa: E402
 from milr_core import plot_curvature as pc  # noqa: E402
 from milr_core.style import COLUMN_WIDTH_IN  # noqa: E402
 
@@ -115,7 +116,7 @@ def test_late_contrast_panels_per_length_and_missing_products_counted():
 
 def test_late_ratio_and_trajectory():
     assert column_wide(pc.plot_late_ratio(late_networks()))
-    fig = pc.plot_trajectory(pd.DataFrame([trajectory()]))
+    fig = plot_catapult.plot_trajectory(pd.DataFrame([trajectory()]))
     loss, sharpness = fig.axes
     assert loss.get_yscale() == "log" and len(loss.get_lines()) == 3  # two runs and the divergence mark
     assert len(sharpness.get_lines()) == 4  # two runs and their 2/eta
@@ -160,8 +161,8 @@ def test_bounds_and_lanczos_residuals():
     lambda: pc.plot_products(networks().drop(columns=["eta_lambda", "eta_lambda_eff"])),
     lambda: pc.plot_bounds(networks().drop(columns="lower_bound")),
     lambda: pc.plot_lanczos_residuals(pd.DataFrame()),
-    lambda: pc.plot_trajectory(pd.DataFrame()),
-    lambda: pc.plot_trajectory({"runs": []}),
+    lambda: plot_catapult.plot_trajectory(pd.DataFrame()),
+    lambda: plot_catapult.plot_trajectory({"runs": []}),
 ])  # fmt: skip
 def test_what_is_not_stored_yet_gets_a_panel_that_says_so(draw):
     fig = draw()
