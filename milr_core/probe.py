@@ -34,7 +34,7 @@ skip the intermediate validation checks; their training loss is still watched.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,6 +47,7 @@ from milr_core.network import NetworkSpec
 
 OUTCOMES = ("success", "diverged", "budget")
 VALIDATION_CHUNK = 500  # examples per validation chunk: the resolution of the early verdict
+FRESH_KEPT = 8  # fresh networks a pool keeps for their seeds' next probes
 
 
 class Replicas(Protocol):
@@ -177,6 +178,7 @@ class LanePool:
         self.rows: list[Lane | None] = []
         self.params: list[torch.Tensor] = []
         self.idle_order = torch.zeros(train.batch_size, dtype=torch.long, device=self.device)
+        self.fresh: dict[tuple, list[torch.Tensor]] = {}  # (network, seed) -> its initial parameters (``fresh_params``)
         self.replica_steps = 0  # lane-steps of real probes (idle lanes not counted)
         self.lane_steps = 0  # lane-steps computed, idle ones included
 
@@ -204,7 +206,7 @@ class LanePool:
         probe = lane.probe
         model = replicas_of(probe.network)
         if probe.init is None:
-            start = model.init_params([probe.seed], self.dtype, self.device)
+            start = self.fresh_params(probe, model)
         else:
             start = [p.detach().to(self.device, self.dtype)[None] for p in probe.init]
         if self.lanes is None:
@@ -221,6 +223,17 @@ class LanePool:
             for p, s in zip(self.params, start):
                 p[slot] = s[0]
         self.rows[slot] = lane
+
+    def fresh_params(self, probe: Probe, model: Replicas) -> list[torch.Tensor]:
+        """A seed's fresh network, drawn once and kept for its next probes (every probe of a seed starts from the same
+        weights; drawing a wide network on the CPU costs as much as many training steps on a GPU). Never modified:
+        ``start`` copies it into its lane."""
+        key = (probe.network if isinstance(probe.network, Hashable) else id(probe.network), probe.seed)
+        if key not in self.fresh:
+            if len(self.fresh) >= FRESH_KEPT:
+                self.fresh.pop(next(iter(self.fresh)))
+            self.fresh[key] = model.init_params([probe.seed], self.dtype, self.device)
+        return self.fresh[key]
 
     def stop(self, indices: list[int]) -> None:
         """Free the rows of finished lanes: removed (elastic) or zeroed and idle (fixed)."""

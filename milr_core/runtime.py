@@ -20,7 +20,6 @@ arithmetic fingerprint (``arithmetic``), so a reader can tell which values shoul
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import platform
 from collections.abc import Iterator
@@ -75,16 +74,6 @@ def threads(count: int | None) -> Iterator[None]:
 def torch_dtype(name: str) -> torch.dtype:
     """The storage dtype of a run's dtype name (tf32 stores float32)."""
     return DTYPES[name]
-
-
-def speculation_for(device: str, n_params: int, n_seeds: int, asked: int | None) -> int:
-    """k: 1 on a CPU (speculation only adds work there); on a GPU enough replicas to fill it (ours, rough)."""
-    if asked is not None:
-        return asked
-    if not device.startswith("cuda"):
-        return 1
-    replicas = min(96.0, max(1.0, 4e7 / n_params))  # small networks leave a GPU idle
-    return max(1, min(5, int(math.log2(replicas / n_seeds + 1))))
 
 
 def lanes_for(device: str, threads: int, asked: int | None, replicas: int) -> int | None:
@@ -145,7 +134,6 @@ def make_run(dataset, network, seeds, threshold: float | None, options):
 
     device = resolve_device(options.device)
     seeds = tuple(seeds)
-    n_params = network.n_params() if hasattr(network, "n_params") else 1e6
-    k = speculation_for(device, n_params, len(seeds), options.speculation)
+    k = options.speculation or 1  # on a GPU too, until its speculation and packing checks have passed (checks.py)
     lanes = lanes_for(device, torch.get_num_threads(), options.lanes, len(seeds) * (2**k - 1))
     return Run(dataset, network, seeds, threshold, device, options.dtype, k, lanes, options.progress)

@@ -1,6 +1,7 @@
-"""Shared test helpers."""
+"""Shared fixtures: the small real task, one torch thread, no figure left open (helpers.py: shared functions)."""
 
 import os
+import sys
 
 import pytest
 
@@ -22,3 +23,28 @@ def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def gaussians():
+    """The unit tests' small real task: the two-Gaussian task in 8 dimensions (generated, no data files)."""
+    from milr_core.data import load_dataset
+
+    return load_dataset("gaussians", dim=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test ends on one torch thread, whatever it (or a command it ran) pinned."""
+    yield
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """No figure a test drew stays open (matplotlib warns past 20)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

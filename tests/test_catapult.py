@@ -15,11 +15,6 @@ from milr_core.sweep import run_sweep
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module")
-def gaussians():
-    return load_dataset("gaussians", dim=8)
-
-
 def test_trajectory_records_loss_every_step_and_lambda_every_few(gaussians):
     spec = NetworkSpec(1, 32, gaussians.in_dim, gaussians.n_classes)
     sharpness = SharpnessConfig(subset_size=64, loss="mse", tol=1e-8)

@@ -6,14 +6,6 @@ import torch
 from milr_core import checks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.__name__)
 def test_check_passes_on_cpu(check):
     summary = check("cpu")

@@ -189,11 +189,11 @@ def test_check_options_fills_defaults_without_touching_the_disk(monkeypatch):
         ("mnist", {"preprocessing": "pca"}, DataOptionError, "mnist: preprocessing must be one of global, per_feature, got 'pca'"),
         ("cifar10", {"preprocessing": 1}, DataOptionError, "cifar10: preprocessing must be one of global, per_feature, got 1"),
         ("cifar10", {"val_size": 50000}, DataOptionError, "cifar10: val_size must be an integer in [1, 49999], got 50000"),
-        ("mnist", {"split_seed": "0"}, DataOptionError, "mnist: split_seed must be an integer >= 0, got '0'"),
+        ("mnist", {"split_seed": "0"}, DataOptionError, "mnist: split_seed must be an integer in [0, 2147483647], got '0'"),
         ("gaussians", {"preprocessing": "global"}, DataOptionError,
          "gaussians: unknown option(s) preprocessing; known: dim, separation, seed, n_train_per_class, n_val_per_class"),
         ("gaussians", {"separation": True}, DataOptionError, "gaussians: separation must be a positive number, got True"),
-        ("gaussians", {"n_val_per_class": 0}, DataOptionError, "gaussians: n_val_per_class must be an integer >= 1, got 0"),
+        ("gaussians", {"n_val_per_class": 0}, DataOptionError, "gaussians: n_val_per_class must be an integer in [1, 10000000], got 0"),
     ],
 )  # fmt: skip
 def test_bad_options_one_line(name, options, error, message, monkeypatch):

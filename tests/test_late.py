@@ -12,11 +12,6 @@ from milr_core.sharpness import sharpness_at_init
 
 
 @pytest.fixture(scope="module")
-def gaussians():
-    return load_dataset("gaussians", dim=8)
-
-
-@pytest.fixture(scope="module")
 def net(gaussians):
     return NetworkSpec(depth=2, width=16, in_dim=gaussians.in_dim, out_dim=gaussians.n_classes)
 

@@ -60,12 +60,6 @@ def column_width(fig: Figure) -> bool:
     return fig.get_figwidth() <= COLUMN_WIDTH_IN + 1e-9
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 # ----------------------------------------------------------------------------- shared helpers
 
 

@@ -77,12 +77,6 @@ def says_not_computed(fig: Figure) -> bool:
     return any("Not yet computed" in t.get_text() for ax in fig.axes for t in ax.texts)
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 def column_wide(fig: Figure) -> bool:
     return isinstance(fig, Figure) and fig.get_figwidth() <= COLUMN_WIDTH_IN + 1e-9
 

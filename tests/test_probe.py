@@ -11,22 +11,15 @@ from milr_core.network import NetworkSpec
 from milr_core.probe import LanePool, Probe, train_replicas
 from milr_core.search import find_eta_star, search_cells
 
+from helpers import network_for
+
 
 def run_probe(dataset, net, train, lrs, seeds, threshold, **options):
     return train_replicas(dataset, net, train, lrs, seeds, threshold, **options)[0]
 
 
-@pytest.fixture(scope="module")
-def gaussians():
-    return load_dataset("gaussians", dim=8)
-
-
-def spec_for(dataset, depth=2, width=16, **kwargs):
-    return NetworkSpec(depth=depth, width=width, in_dim=dataset.in_dim, out_dim=dataset.n_classes, **kwargs)
-
-
 def test_k_replica_probe_reproduces_k_single_runs_in_float64(gaussians):
-    net = spec_for(gaussians, depth=3, width=12)
+    net = network_for(gaussians, depth=3, width=12)
     # threshold 0.999 is never reached, so every replica trains for the whole budget (or diverges)
     train = TrainConfig(batch_size=32, max_steps=40, eval_every=1)
     lrs, seeds = [0.01, 0.05, 0.2, 0.05, 30.0], [0, 0, 0, 1, 1]
@@ -47,7 +40,7 @@ def test_in_float32_on_one_thread_a_replica_computes_the_same_bits_in_any_batch(
     arithmetic does not depend on which replicas share its batch, so speculation depth and seed batching
     cannot change an outcome. (With several threads, or on a GPU, it can: see search.py.)"""
     assert torch.get_num_threads() == 1
-    net = spec_for(gaussians, depth=3, width=64)
+    net = network_for(gaussians, depth=3, width=64)
     train = TrainConfig(batch_size=32, max_steps=40, eval_every=5)
     lrs, seeds = [0.01, 0.3, 0.05, 2.0], [0, 0, 1, 1]
     batched = run_probe(gaussians, net, train, lrs, seeds, threshold=0.999, full_validation=True)
@@ -58,7 +51,7 @@ def test_in_float32_on_one_thread_a_replica_computes_the_same_bits_in_any_batch(
 
 
 def test_replica_stops_when_it_reaches_the_threshold(gaussians):
-    net = spec_for(gaussians)
+    net = network_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=300, eval_every=5)
     slow, good = run_probe(gaussians, net, train, [1e-5, 0.1], [0, 0], threshold=0.8)
     assert good.outcome == "success" and good.final_accuracy >= 0.8 and good.steps < 300
@@ -73,7 +66,7 @@ def test_replica_stops_when_it_reaches_the_threshold(gaussians):
 def test_early_verdicts_change_no_outcome(gaussians):
     """Counting a check's validation examples only until its verdict is certain gives the same outcomes,
     steps and final accuracies as counting them all, and counts fewer of them."""
-    net = spec_for(gaussians, depth=3, width=24)
+    net = network_for(gaussians, depth=3, width=24)
     train = TrainConfig(batch_size=64, max_steps=240, eval_every=5)
     lrs, seeds = [1e-4, 0.003, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], [0, 1] * 4
     quick = run_probe(gaussians, net, train, lrs, seeds, threshold=0.85)
@@ -86,7 +79,7 @@ def test_early_verdicts_change_no_outcome(gaussians):
 
 
 def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching(gaussians):
-    net = spec_for(gaussians)
+    net = network_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     search = SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05)
     together = find_eta_star(Run(gaussians, net, (0, 1)), train, search)
@@ -101,7 +94,7 @@ def test_same_seed_gives_the_same_eta_star_and_seeds_are_independent_of_batching
 
 
 def test_eta_star_on_the_gaussian_task_separates_success_from_failure(gaussians):
-    net = spec_for(gaussians)
+    net = network_for(gaussians)
     train = TrainConfig(batch_size=64, max_steps=150, eval_every=10)
     threshold = gaussians.default_threshold
     result = find_eta_star(Run(gaussians, net), train, SearchConfig(lr_bounds=(0.01, 1.0), rtol=0.05))
@@ -168,13 +161,13 @@ def test_in_fixed_lanes_speculation_depth_and_packing_change_no_bit_of_a_search(
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda ds: spec_for(ds, depth=0), "depth"),
-        (lambda ds: spec_for(ds, width=0), "width"),
-        (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [0.1], [0], threshold=1.0), "threshold"),
-        (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(), [-0.1], [0], threshold=0.8), "positive"),
+        (lambda ds: network_for(ds, depth=0), "depth"),
+        (lambda ds: network_for(ds, width=0), "width"),
+        (lambda ds: run_probe(ds, network_for(ds), TrainConfig(), [0.1], [0], threshold=1.0), "threshold"),
+        (lambda ds: run_probe(ds, network_for(ds), TrainConfig(), [-0.1], [0], threshold=0.8), "positive"),
         (lambda ds: SearchConfig(lr_bounds=(1.0, 0.1)), "inverted"),
-        (lambda ds: find_eta_star(Run(ds, spec_for(ds), threshold=0.0)), "threshold"),
-        (lambda ds: run_probe(ds, spec_for(ds), TrainConfig(batch_size=10**6), [0.1], [0], 0.8), "exceeds"),
+        (lambda ds: find_eta_star(Run(ds, network_for(ds), threshold=0.0)), "threshold"),
+        (lambda ds: run_probe(ds, network_for(ds), TrainConfig(batch_size=10**6), [0.1], [0], 0.8), "exceeds"),
         (lambda ds: TrainConfig(batch_size=0), "batch_size"),
         (lambda ds: TrainConfig(loss="hinge"), "train.loss must be one of"),
     ],

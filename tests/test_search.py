@@ -207,9 +207,9 @@ def test_probes_above_eta_star_measure_the_non_monotone_band():
     "kwargs, message",
     [
         ({"lr_bounds": (1.0, 0.1)}, "inverted"),
-        ({"lr_bounds": (0.0, 1.0)}, "positive"),
-        ({"lr_bounds": (1e-3, float("inf"))}, "finite"),
-        ({"lr_bounds": (1e-3,)}, "low, high"),
+        ({"lr_bounds": (0.0, 1.0)}, r"two numbers in \[1e-10, 1e6\]"),
+        ({"lr_bounds": (1e-3, float("inf"))}, r"two numbers in \[1e-10, 1e6\]"),
+        ({"lr_bounds": (1e-3,)}, "low then high"),
         ({"rtol": 0.0}, "rtol"),
         ({"method": "golden"}, "method"),
         ({"lrs_per_round": 1}, "lrs_per_round"),
