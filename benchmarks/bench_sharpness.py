@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's m
 from milr_core.curvature import HessianOperator, PreconditionedOperator, synchronize, top_hessian_eigenvalue  # noqa: E402
 from milr_core.model import flat_lr_multipliers, init_params  # noqa: E402
 from milr_core.network import NetworkSpec  # noqa: E402
+from milr_core.runtime import set_precision  # noqa: E402
 from milr_core.sharpness import training_subset  # noqa: E402
 from milr_core.store import device_name, git_commit  # noqa: E402
-from milr_core.sweep import set_precision  # noqa: E402
 
 DEFAULT_CELLS = ("2x64", "4x256", "8x256")
 
