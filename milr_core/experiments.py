@@ -145,24 +145,3 @@ def coverage(profile: str) -> pd.DataFrame:
                 "devices": "; ".join(devices), "hours": seconds / 3600,
             })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def recompute_note(profile: str, names: list[str]) -> str:
-    """What recomputing a chapter that reads experiments ``names`` takes, in a sentence (plain text, for glue).
-
-    At smoke: minutes on a CPU, live. At paper: read from the store, with the stored cells and the hours their
-    records took on the devices they name (``coverage``); a grid with missing cells says how many.
-    """
-    if profile == "smoke":
-        return "At profile `smoke` (this page) its tiny grids are computed live on a CPU, in a few minutes."
-    grids = coverage(profile)
-    grids = grids[grids["experiment"].isin(names)]
-    stored, cells, hours = int(grids["stored"].sum()), int(grids["cells"].sum()), float(grids["hours"].sum())
-    if stored == 0:
-        return (f"At profile `{profile}` (this page) it reads the committed store, which holds none of its {cells} "
-                "cells yet; computing them takes hours on a CPU, or minutes on a GPU.")
-    devices = "; ".join(sorted({d for text in grids["devices"] for d in text.split("; ") if d}))
-    took = f"{hours:.1f} hours" if hours >= 1 else f"{60 * hours:.0f} minutes"
-    held = "" if stored == cells else f", which holds {stored} of the {cells} cells of its grids so far"
-    return (f"At profile `{profile}` (this page) every number is read from the committed store{held}. The stored "
-            f"cells took {took} on {devices} to compute; on a GPU, minutes.")

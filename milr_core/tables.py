@@ -282,8 +282,8 @@ def flatness_table(
 ) -> pd.DataFrame:
     """Per value of ``by[0]``: is group ``flat`` (of ``by[1]``) flatter in width than group ``base``, on their shared cells?
 
-    Columns: the first ``by`` column, flat slope, flat low, flat high, base slope, steeper by (|base slope| -
-    |flat slope|: above 0 when ``flat`` is flatter), steeper by low, steeper by high (the two fits' bootstrap
+    Columns: the first ``by`` column, flat slope, flat low, flat high, base slope, steeper by (``abs(base slope) -
+    abs(flat slope)``: above 0 when ``flat`` is flatter), steeper by low, steeper by high (the two fits' bootstrap
     replicates paired, each fit resampling its own cells), width range, note.
     """
     first, column = by[0], by[1]
