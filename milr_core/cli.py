@@ -19,6 +19,7 @@ instant; torch, pandas and the rest of the engine are imported by the commands t
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import math
@@ -81,19 +82,21 @@ def shown_default(action: argparse.Action) -> str:
 # flags read off the dataclasses
 
 
-def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str, exclude: tuple[str, ...] = ()) -> None:
-    """A flag per field of ``cls`` (bar ``exclude``), stored as ``<key>.<field>`` for ``section_values`` to read."""
+def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str, exclude: tuple[str, ...] = (),
+                optional: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """A flag per field of ``cls`` (bar ``exclude``), stored as ``<key>.<field>`` for ``section_values`` to read;
+    a field without a default is a required flag unless named in ``optional`` (the command then checks it)."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in exclude:
             continue
-        required = field.default is dataclasses.MISSING
+        missing = field.default is dataclasses.MISSING
         group.add_argument(
             "--" + field.name.replace("_", "-"),
             dest=f"{key}.{field.name}",
-            required=required,
-            default=None if required or (cls, field.name) == (RunOptions, "progress") else field.default,
+            required=missing and field.name not in optional,
+            default=None if missing or (cls, field.name) == (RunOptions, "progress") else field.default,
             help=field.metadata.get("help", "").replace("%", "%%"),
             **value_kind(field.name, hints[field.name], choices_of(field)),
         )
@@ -150,6 +153,17 @@ fraction = number("a number in (0, 1)", lambda value: 0 < value < 1)
 positive = number("a positive number", lambda value: 0 < value < math.inf)
 
 
+def model_arg(text: str) -> tuple[str, object]:
+    """KEY=VALUE (an argparse type): VALUE a Python literal (16, 0.1, True, 'x', (3, 3)), else the text itself."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE with KEY a Python name, got {text[:40]!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return key, value
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the parser
 
@@ -184,7 +198,13 @@ def build_parser() -> Parser:
     add_task(eta).add_argument(
         "--threshold", type=float, metavar="T", help="validation accuracy t a probe must reach (default: the dataset's)"
     )
-    add_section(eta, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
+    add_section(eta, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA, optional=("depth", "width"))
+    module = eta.add_argument_group("any torch module instead of our MLP (milr_core/modules.py)")
+    module.add_argument("--model", metavar="PACKAGE.MODULE:FACTORY", help="train the nn.Module this class or function "
+                        "returns, e.g. milr_core.families:ConvNet; --depth and --width, if given, are passed to it, "
+                        "and in_dim and out_dim (the dataset's) where it takes them")  # fmt: skip
+    module.add_argument("--model-arg", action="append", default=[], type=model_arg, metavar="KEY=VALUE",
+                        help="a keyword argument of the factory (repeatable); VALUE a Python literal, else text")  # fmt: skip
     add_section(eta, "train", TrainConfig, "training of each probe (TrainConfig)")
     add_section(eta, "search", SearchConfig, "search (SearchConfig)")
     add_section(eta, "run", RunOptions, "how it runs (RunOptions)", ("workers",))

@@ -111,6 +111,37 @@ def command_run(args: argparse.Namespace, options: RunOptions, kind: str, sectio
     return make_run(dataset, net, range(args.seeds), threshold, options)
 
 
+def module_run(args: argparse.Namespace, options: RunOptions, threshold=None):
+    """The ``Run`` of ``eta-star --model``: the factory imported, its module built under seed 0 and checked against
+    the dataset's shape (``modules.ModuleReplicas``) before any data is read; then the data loaded."""
+    import dataclasses
+
+    from milr_core.data import load_dataset
+    from milr_core.modules import ModuleReplicas, accepts, load_factory
+    from milr_core.preflight import data_shape
+    from milr_core.runtime import make_run
+
+    network = section_values(args, "network")
+    defaults = {f.name: f.default for f in dataclasses.fields(NetworkSpec)}
+    mlp_only = [name for name, value in network.items() if name not in ("depth", "width") and value != defaults[name]]
+    if mlp_only:
+        raise ValueError(f"--{mlp_only[0].replace('_', '-')} sets our MLP; with --model, pass the factory's own "
+                         "arguments as --model-arg KEY=VALUE")  # fmt: skip
+    check_seeds(range(args.seeds), "--seeds")
+    prepared_device(options)
+    factory = load_factory(args.model)
+    _, _, in_dim, classes = data_shape(args.dataset, data_options(args))
+    model_args = {name: value for name, value in (("in_dim", in_dim), ("out_dim", classes)) if accepts(factory, name)}
+    for name in ("depth", "width"):
+        if network[name] is not None:
+            if not accepts(factory, name):
+                raise ValueError(f"--{name}: {args.model} takes no argument {name!r}")
+            model_args[name] = network[name]
+    replicas = ModuleReplicas(factory, model_args | dict(args.model_arg), in_dim=in_dim, out_dim=classes, name=args.model)
+    dataset = load_dataset(args.dataset, **data_options(args))
+    return make_run(dataset, replicas, range(args.seeds), threshold, options)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the commands
 
@@ -122,17 +153,25 @@ def eta_star(args: argparse.Namespace) -> dict:
     options = built(RunOptions, args, "run")
     check_fits_data(args.dataset, data_options(args), [train])
     check_out(args.out)
-    run = command_run(args, options, "eta_star", {"train": train, "search": search}, args.threshold)
+    if args.model:
+        run = module_run(args, options, args.threshold)
+    else:
+        missing = [f"--{name}" for name in ("depth", "width") if getattr(args, f"network.{name}") is None]
+        if missing:
+            raise ValueError(f"the following arguments are required: {', '.join(missing)} (or --model)")
+        run = command_run(args, options, "eta_star", {"train": train, "search": search}, args.threshold)
 
     import torch
 
     from milr_core.search import find_eta_star
 
     result = find_eta_star(run, train, search)
+    network = run.network
+    shape = ({"model": network.name, "model_args": network.args} if args.model else
+             {"depth": network.depth, "width": network.width})  # fmt: skip
     return {
-        "dataset": args.dataset, "data_source": run.dataset.meta["source"], "depth": run.network.depth,
-        "width": run.network.width, "device": run.device, "torch": torch.__version__, "lanes": run.lanes,
-        **result.to_dict(ledger=args.ledger),
+        "dataset": args.dataset, "data_source": run.dataset.meta["source"], **shape, "device": run.device,
+        "torch": torch.__version__, "lanes": run.lanes, **result.to_dict(ledger=args.ledger),
     }  # fmt: skip
 
 

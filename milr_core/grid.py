@@ -57,8 +57,12 @@ KIND_SECTIONS = {
     "catapult": ("train", "search", "sharpness"),
     "trajectory": ("sharpness", "trajectory"),
     "resolution": ("train", "search", "arithmetic"),  # eta* in another arithmetic (threads, lanes, k; dtype)
+    "predictors": ("train", "sharpness", "range_test", "predictors"),  # cheap predictors of eta* (predictors.py)
+    "model_eta_star": ("train", "search", "model"),  # eta* of a model family's network (families.py)
+    "model_range_test": ("train", "range_test", "model"),  # and its LR range test (lr_finder.py)
 }
-TRAINED = ("eta_star", "search_trace", "late_lr", "catapult", "resolution")  # the kinds with a threshold
+MODEL_KINDS = ("model_eta_star", "model_range_test")  # depths and widths are the model section's family's
+TRAINED = ("eta_star", "search_trace", "late_lr", "catapult", "resolution", "model_eta_star")  # the kinds with a threshold
 TOP_KEYS: dict[str, object] = {
     "name": str, "kind": str, "datasets": list[str], "dataset_options": dict, "data": dict,
     "depths": list[int], "widths": list[int], "seeds": list[int], "threshold": float | None, "dtype": str,
@@ -272,6 +276,8 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     if unread:
         raise GridError(f"{where}: kind {kind} does not read the section(s) {', '.join(unread)}")
     merged = {s: {**base[s], **checked_section(s, variant.get(s, {}), f"{where}.{s}")} for s in ("network", *KIND_SECTIONS[kind])}
+    if kind in MODEL_KINDS and merged["network"]:
+        raise GridError(f"{where}: kind {kind} reads no network section; the model section's args are the family's")
     threshold = checked(variant.get("threshold", base["threshold"]), TOP_KEYS["threshold"], f"{where}.threshold")
     dtype = checked(variant.get("dtype", base["dtype"]), str, f"{where}.dtype")
     options = base["dataset_options"]
@@ -289,7 +295,7 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
         raise GridError(f"{where}: {clip(str(error), 300)}") from None
     check_kind(kind, sections, where)
     check_sizes(sections, datasets, options, where)
-    network = {key: value for key, value in network.items() if key not in SHAPE}
+    network = {} if kind in MODEL_KINDS else {key: value for key, value in network.items() if key not in SHAPE}
     return Variant(name, network, sections, threshold if kind in TRAINED else None, dtype, options)
 
 
@@ -299,6 +305,13 @@ def check_kind(kind: str, sections: dict, where: str) -> None:
         raise GridError(f"{where}: the catapult window is an MSE picture: train.loss and sharpness.loss must be mse")
     if kind == "trajectory" and sections["sharpness"].loss != "mse":
         raise GridError(f"{where}: a catapult trajectory is trained on MSE: sharpness.loss must be mse")
+    if kind in MODEL_KINDS:
+        from milr_core.families import check_family
+
+        try:
+            check_family(sections["model"])
+        except (ValueError, ImportError) as error:
+            raise GridError(f"{where}: {clip(str(error), 300)}") from None
 
 
 def check_sizes(sections: dict, datasets: list[str], options: dict[str, dict], where: str) -> None:

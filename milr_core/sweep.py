@@ -85,6 +85,29 @@ def run_trajectory(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
     return [(record, []) for record in catapult_trajectory(run, sections["sharpness"], sections["trajectory"])]
 
 
+def run_predictors(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
+    from milr_core.predictors import predictors_at_init
+
+    return predictors_at_init(run, *(sections[s] for s in ("train", "sharpness", "range_test", "predictors")))
+
+
+def run_model_eta_star(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
+    """eta* of the model section's family at the cell's depth and width (``families.py``)."""
+    from milr_core.families import family_run
+    from milr_core.search import find_eta_star
+
+    return find_eta_star(family_run(run, sections["model"]), sections["train"], sections["search"]).records()
+
+
+def run_model_range_test(run: Run, sections: dict) -> list[tuple[dict, list[dict]]]:
+    """The LR range test of the model section's family at the cell's depth and width; the ledger holds its curve."""
+    from milr_core.families import family_run
+    from milr_core.lr_finder import lr_range_test
+
+    tests = lr_range_test(family_run(run, sections["model"]), sections["train"], sections["range_test"])
+    return [(test.record(), [test.curve()]) for test in tests]
+
+
 KINDS: dict[str, Runner] = {
     "eta_star": run_eta_star,
     "search_trace": run_search_trace,
@@ -93,6 +116,9 @@ KINDS: dict[str, Runner] = {
     "catapult": run_catapult,
     "trajectory": run_trajectory,
     "resolution": run_eta_star,  # its arithmetic section is applied by run_group
+    "predictors": run_predictors,
+    "model_eta_star": run_model_eta_star,
+    "model_range_test": run_model_range_test,
 }
 assert KINDS.keys() == KIND_SECTIONS.keys(), "every kind needs a runner and a schema"
 

@@ -28,7 +28,7 @@ STAGES = [
     {"rules"},  # verdicts from numbers with intervals, our thresholds
     {"sharpness_claims", "extensions"},  # claims (c)-(d), (e)-(g)
     {"claims"},  # the claims table, read off the tables
-    {"style", "plot", "plot_search", "plot_variants", "plot_curvature", "plot_catapult", "plot_predictors", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
+    {"style", "plot", "plot_search", "plot_variants", "plot_curvature", "plot_catapult", "plot_predictors", "beyond_mlps", "landing", "findings", "book"},  # drawing, the chapters' sentences, the notebook layer
     {"colab", "reproduce", "checks", "device_session"},  # running notebooks, checking the engine, the GPU session
     {"commands"},  # what each command does
     {"cli"},  # the command line
