@@ -34,7 +34,8 @@ import warnings
 from pathlib import Path
 
 from milr_core import commands
-from milr_core.config import DATASETS, OneOf, RunOptions, SearchConfig, SharpnessConfig, TrainConfig
+from milr_core.config import DATASETS, RunOptions, SearchConfig, SharpnessConfig, TrainConfig
+from milr_core.constraints import OneOf
 from milr_core.network import NetworkSpec
 
 DESCRIPTION = (

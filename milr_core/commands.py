@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from milr_core.config import RunOptions, SearchConfig, SharpnessConfig, TrainConfig, check_seeds, check_threshold
+from milr_core.config import RunOptions, SearchConfig, SharpnessConfig, TrainConfig, check_threshold
+from milr_core.constraints import check_seeds
 from milr_core.network import NetworkSpec
 
 

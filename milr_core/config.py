@@ -4,13 +4,9 @@ A record in a result store is determined by its *cell*: dataset, network shape, 
 below that its kind reads (``sweep.KINDS``). The grid schema (``grid.py``) and the command-line flags
 (``cli.py``) are read off these classes, so a new field appears in both by itself.
 
-**Constraints are data.** Each field's metadata holds its help text and, under ``"check"``, what values it
-allows (``Range``, ``OneOf``, ``Each``); ``check_fields`` applies them, once, in ``__post_init__``, and raises
-``ValueError`` naming the field, what is allowed and the value (``brief``: a bounded repr). The CLI reads
-the same metadata for its choices and names the flag; the grid schema reads it through the dataclasses. A range
-says what a value means (a positive rtol) and what a run can finish (1 + 1e-20 == 1, so an rtol of 1e-20 never
-ends a bisection; a seed takes 31 bits); the upper ends are ours, generous, and on the safe side. Checks across
-fields (a bracket's order) stay in code.
+**Constraints are data** (``constraints.py``): each field declares what values it allows, ``check_fields``
+applies them once in ``__post_init__``; the command line and the grid schema read the same declarations. Checks
+across fields (a bracket's order) stay in code.
 
 Every default here is **our choice**: the paper states none of them (see the book's chapters). The two
 thresholds it does state, MNIST t = 0.925 and CIFAR-10 t = 0.34, are in ``THRESHOLDS``.
@@ -21,10 +17,23 @@ This module imports no torch, so ``milr --help`` starts in well under a second.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from milr_core.brief import brief
+from milr_core.constraints import (
+    FRACTION,
+    STEPS,
+    SEED,
+    Arguments,
+    Each,
+    Matches,
+    OneOf,
+    Range,
+    check_fields,
+    check_seeds,
+    setting,
+)
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "gaussians")
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "gaussians": "Gaussians"}
@@ -47,122 +56,6 @@ CATAPULT_WINDOW = (2.0, 4.0)
 def default_threshold(dataset: str) -> float:
     """The validation-accuracy threshold t of ``dataset`` (the paper's for MNIST and CIFAR-10, ours elsewhere)."""
     return THRESHOLDS[dataset][0]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# constraints as data
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class Range:
-    """A finite number (an integer if ``integer``) between ``low`` and ``high``, each end open or closed."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-
-    def holds(self, value: object) -> bool:
-        if not is_number(value) or (self.integer and not isinstance(value, int)):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    def describe(self) -> str:
-        """What the rule asks, to follow "must": "be positive", "be an integer >= 1", "lie in (0, 1)"."""
-        kind = "be an integer" if self.integer else "be a number"
-        low, high = (f"{int(x)}" if self.integer and x is not None else f"{x:g}" if x is not None else ""
-                     for x in (self.low, self.high))  # fmt: skip
-        if self.low == 0 and self.low_open and self.high is None:
-            return "be positive" if not self.integer else "be an integer >= 1"
-        if self.high is None:
-            return f"{kind} {'>' if self.low_open else '>='} {low}"
-        if self.low is None:
-            return f"{kind} {'<' if self.high_open else '<='} {high}"
-        brackets = ("(" if self.low_open else "[", ")" if self.high_open else "]")
-        if not self.integer:
-            return f"lie in {brackets[0]}{low}, {high}{brackets[1]}"
-        return f"{kind} in {brackets[0]}{low}, {high}{brackets[1]}"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """One of ``choices``."""
-
-    choices: tuple
-
-    def holds(self, value: object) -> bool:
-        return isinstance(value, str) and value in self.choices
-
-    def describe(self) -> str:
-        return f"be one of {', '.join(map(str, self.choices))}"
-
-
-@dataclass(frozen=True)
-class Each:
-    """A list whose items each satisfy ``item``: ``length`` of them if given, else any number (at least one unless
-    ``empty``); ``text`` says it in words."""
-
-    item: Range
-    text: str
-    length: int | None = None
-    empty: bool = False
-
-    def holds(self, value: object) -> bool:
-        if not isinstance(value, (tuple, list)) or (self.length is not None and len(value) != self.length):
-            return False
-        return (len(value) > 0 or self.empty) and all(map(self.item.holds, value))
-
-    def describe(self) -> str:
-        return self.text
-
-
-def spec(help: str, check: Range | OneOf | Each | None = None, **kwargs) -> Any:
-    """A dataclass field with its help text and its constraint (``default=`` and the like pass through)."""
-    return field(metadata={"help": help, "check": check}, **kwargs)
-
-
-POSITIVE = Range(0, low_open=True)
-COUNT = Range(1, integer=True)
-FRACTION = Range(0, 1, low_open=True, high_open=True)
-STEPS = Range(1, 10**8, integer=True)
-SEED = Range(0, 2**31 - 1, integer=True)  # torch's and our generators take 31 bits
-MAX_SEEDS = 10_000  # seeds one grid or command may ask for
-
-
-def check_fields(config: object, owner: str) -> None:
-    """Apply every field's constraint (``None`` passes where the default is None); ValueError naming the field."""
-    for f in fields(config):
-        rule, value = f.metadata.get("check"), getattr(config, f.name)
-        if rule is None or (value is None and f.default is None):
-            continue
-        if not rule.holds(value):
-            raise ValueError(f"{owner}{'.' if owner else ''}{f.name} must {rule.describe()}, got {brief(value)}")
-
-
-def check_seeds(seeds, where: str = "seeds") -> None:
-    """Seeds: distinct integers in [0, 2^31), at least one and at most ``MAX_SEEDS``."""
-    seeds = list(seeds)
-    if not 1 <= len(seeds) <= MAX_SEEDS:
-        raise ValueError(f"{where} asks for {len(seeds)} seeds; allowed: 1 to {MAX_SEEDS}")
-    bad = next((s for s in seeds if not SEED.holds(s)), None)
-    if bad is not None or len(set(seeds)) != len(seeds):
-        why = f"{brief(bad)} is not" if bad is not None else "they must be distinct and each"
-        raise ValueError(f"{where}: {why} an integer in [0, 2^31)")
-
-
-def check_each(cls: type, name: str, values, where: str) -> None:
-    """Every item of ``values`` against the constraint of the field ``name`` of ``cls`` (a grid's depths, widths)."""
-    rule = next(f for f in fields(cls) if f.name == name).metadata["check"]
-    bad = next((v for v in values if not rule.holds(v)), None)
-    if bad is not None:
-        raise ValueError(f"{where}: every entry must {rule.describe()}, got {brief(bad)}")
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -190,12 +83,12 @@ class TrainConfig:
     the network has blown up).
     """
 
-    batch_size: int = spec("examples per SGD step", Range(1, 2**20, integer=True), default=128)
-    epochs: float = spec("training budget in passes over the training set (unless max_steps is set)", Range(0, 10_000, low_open=True), default=2.0)
-    max_steps: int | None = spec("training budget in SGD steps, instead of epochs", STEPS, default=None)
-    eval_every: int = spec("SGD steps between validation-accuracy checks", STEPS, default=25)
-    loss: str = spec("training loss", OneOf(LOSSES), default="cross_entropy")
-    max_loss: float = spec("a training-batch loss above this counts as divergence", Range(0, 1e30, low_open=True),
+    batch_size: int = setting("examples per SGD step", Range(1, 2**20, integer=True), default=128)
+    epochs: float = setting("training budget in passes over the training set (unless max_steps is set)", Range(0, 10_000, low_open=True), default=2.0)
+    max_steps: int | None = setting("training budget in SGD steps, instead of epochs", STEPS, default=None)
+    eval_every: int = setting("SGD steps between validation-accuracy checks", STEPS, default=25)
+    loss: str = setting("training loss", OneOf(LOSSES), default="cross_entropy")
+    max_loss: float = setting("a training-batch loss above this counts as divergence", Range(0, 1e30, low_open=True),
                            default=1e3)  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -222,15 +115,15 @@ class SearchConfig:
     still succeeds when success is not monotone in the learning rate (a diagnostic; eta* is unchanged).
     """
 
-    method: str = spec("bisection (the paper's Algorithm 1) or ksection (ours, another estimand)",
+    method: str = setting("bisection (the paper's Algorithm 1) or ksection (ours, another estimand)",
                        OneOf(SEARCH_METHODS), default="bisection")  # fmt: skip
-    lr_bounds: tuple[float, float] = spec("the initial bracket of learning rates, low and high (widened if needed)",
+    lr_bounds: tuple[float, float] = setting("the initial bracket of learning rates, low and high (widened if needed)",
                                           Each(Range(1e-10, 1e6), "be two numbers in [1e-10, 1e6], low then high", 2), default=(1e-3, 10.0))  # fmt: skip
-    rtol: float = spec("the search stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
-    max_widenings: int = spec("how often a bracket that misses the edge may be widened by its own ratio",
+    rtol: float = setting("the search stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
+    max_widenings: int = setting("how often a bracket that misses the edge may be widened by its own ratio",
                               Range(0, 64, integer=True), default=6)  # fmt: skip
-    lrs_per_round: int = spec("learning rates per seed and round (ksection only)", Range(2, 1024, integer=True), default=8)
-    probe_above: tuple[float, ...] = spec("factors f > 1: after the search, also probe eta* x f (a diagnostic)",
+    lrs_per_round: int = setting("learning rates per seed and round (ksection only)", Range(2, 1024, integer=True), default=8)
+    probe_above: tuple[float, ...] = setting("factors f > 1: after the search, also probe eta* x f (a diagnostic)",
                                           Each(Range(1, 1000, low_open=True), "be a list of factors in (1, 1000]", empty=True), default=())  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -258,20 +151,20 @@ class SharpnessConfig:
     Gauss-Newton lambda_1 (cross-entropy only).
     """
 
-    subset_size: int = spec("training examples in the loss whose curvature is measured", Range(1, 10**7, integer=True),
+    subset_size: int = setting("training examples in the loss whose curvature is measured", Range(1, 10**7, integer=True),
                             default=2048)  # fmt: skip
-    subset_seed: int = spec("seed of the permutation that picks those examples", SEED, default=0)
-    chunk_size: int = spec("examples per chunk of a Hessian-vector product (memory, not the result)",
+    subset_seed: int = setting("seed of the permutation that picks those examples", SEED, default=0)
+    chunk_size: int = setting("examples per chunk of a Hessian-vector product (memory, not the result)",
                            Range(1, 10**6, integer=True), default=2048)  # fmt: skip
-    method: str = spec("eigensolver: lanczos, or power iteration", OneOf(EIGEN_METHODS), default="lanczos")
-    tol: float = spec("relative residual the top eigenpair must reach", Range(1e-14, 0.5), default=1e-5)
-    max_iter: int | None = spec("cap on operator products per precision (default: the solver's own)",
+    method: str = setting("eigensolver: lanczos, or power iteration", OneOf(EIGEN_METHODS), default="lanczos")
+    tol: float = setting("relative residual the top eigenpair must reach", Range(1e-14, 0.5), default=1e-5)
+    max_iter: int | None = setting("cap on operator products per precision (default: the solver's own)",
                                  Range(1, 100_000, integer=True), default=None)  # fmt: skip
-    loss: str = spec("loss whose curvature is measured", OneOf(LOSSES), default="cross_entropy")
-    matrix: str = spec("hessian, or ggn (its Gauss-Newton part)", OneOf(MATRICES), default="hessian")
-    effective: bool = spec("also measure lambda_1_eff, the curvature the per-layer learning rates see", default=True)
-    per_layer: bool = spec("also measure each layer's diagonal block", default=False)
-    bounds: bool = spec("also our bounds of chapter 8 and the Gauss-Newton lambda_1 (cross_entropy only)", default=False)
+    loss: str = setting("loss whose curvature is measured", OneOf(LOSSES), default="cross_entropy")
+    matrix: str = setting("hessian, or ggn (its Gauss-Newton part)", OneOf(MATRICES), default="hessian")
+    effective: bool = setting("also measure lambda_1_eff, the curvature the per-layer learning rates see", default=True)
+    per_layer: bool = setting("also measure each layer's diagonal block", default=False)
+    bounds: bool = setting("also our bounds of chapter 8 and the Gauss-Newton lambda_1 (cross_entropy only)", default=False)
 
     def __post_init__(self) -> None:
         check_fields(self, "sharpness")
@@ -288,10 +181,10 @@ class LateConfig:
     accuracy still >= t. ``sharpness`` also measures lambda_1 (raw and effective) at theta_T.
     """
 
-    base_fraction: float = spec("pretraining LR as a fraction of eta*", Range(0, 1, low_open=True), default=0.5)
-    pretrain_steps: int = spec("pretraining steps (theta_T)", STEPS, default=1000)
-    late_steps: int = spec("steps each late probe trains from theta_T", STEPS, default=200)
-    sharpness: bool = spec("also measure lambda_1 at theta_0 and theta_T", default=True)
+    base_fraction: float = setting("pretraining LR as a fraction of eta*", Range(0, 1, low_open=True), default=0.5)
+    pretrain_steps: int = setting("pretraining steps (theta_T)", STEPS, default=1000)
+    late_steps: int = setting("steps each late probe trains from theta_T", STEPS, default=200)
+    sharpness: bool = setting("also measure lambda_1 at theta_0 and theta_T", default=True)
 
     def __post_init__(self) -> None:
         check_fields(self, "late")
@@ -305,10 +198,10 @@ class TrajectoryConfig:
     (``catapult.py``); f below 2 is the lazy regime of Lewkowycz et al. (2020), f in [2, 4) the catapult.
     """
 
-    eta_lambdas: tuple[float, ...] = spec("factors f of eta = f / lambda_1_eff", Each(Range(0, 1000, low_open=True),
+    eta_lambdas: tuple[float, ...] = setting("factors f of eta = f / lambda_1_eff", Each(Range(0, 1000, low_open=True),
                                           "be a non-empty list of numbers in (0, 1000]"), default=(1.0, 3.0))  # fmt: skip
-    steps: int = spec("gradient-descent steps per factor", Range(1, 10**7, integer=True), default=60)
-    every: int = spec("steps between sharpness measurements", Range(1, 10**7, integer=True), default=5)
+    steps: int = setting("gradient-descent steps per factor", Range(1, 10**7, integer=True), default=60)
+    every: int = setting("steps between sharpness measurements", Range(1, 10**7, integer=True), default=5)
 
     def __post_init__(self) -> None:
         check_fields(self, "trajectory")
@@ -324,9 +217,9 @@ class ArithmeticConfig:
     where they change the bits; with the variant's dtype these are the perturbations the resolution grid measures.
     """
 
-    threads: int = spec("torch CPU threads the probes run on", Range(1, 1024, integer=True), default=1)
-    lanes: int | None = spec("fixed lanes (None: elastic)", Range(1, 256, integer=True), default=None)
-    speculation: int = spec("bisection steps evaluated at once", Range(1, 6, integer=True), default=1)
+    threads: int = setting("torch CPU threads the probes run on", Range(1, 1024, integer=True), default=1)
+    lanes: int | None = setting("fixed lanes (None: elastic)", Range(1, 256, integer=True), default=None)
+    speculation: int = setting("bisection steps evaluated at once", Range(1, 6, integer=True), default=1)
 
     def __post_init__(self) -> None:
         check_fields(self, "arithmetic")
@@ -339,13 +232,13 @@ class RangeTestConfig:
     suggestions on ``losses[num_it // 10:-5]``); ours: plain SGD with the network's LR multipliers (fastai's
     default is Adam), so that the rate tested is the rate eta* measures."""
 
-    lr_min: float = spec("the learning rate of the first step", Range(1e-12, 1e6), default=1e-7)
-    lr_max: float = spec("the rate the exponential ramp reaches at step `steps`", Range(1e-12, 1e6), default=10.0)
-    steps: int = spec("SGD steps of the ramp", Range(2, 10**6, integer=True), default=100)
-    smoothing: float = spec("EMA weight of the past (debiased); 0: none", Range(0, 1, high_open=True), default=0.98)
-    diverge_factor: float = spec("stop once the smoothed loss exceeds this x its minimum", Range(1, 1e6, low_open=True), default=4.0)
-    skip_start: int = spec("recorded steps left out before suggesting", Range(0, 10**6, integer=True), default=10)
-    skip_end: int = spec("recorded steps left out at the end before suggesting", Range(0, 10**6, integer=True), default=5)
+    lr_min: float = setting("the learning rate of the first step", Range(1e-12, 1e6), default=1e-7)
+    lr_max: float = setting("the rate the exponential ramp reaches at step `steps`", Range(1e-12, 1e6), default=10.0)
+    steps: int = setting("SGD steps of the ramp", Range(2, 10**6, integer=True), default=100)
+    smoothing: float = setting("EMA weight of the past (debiased); 0: none", Range(0, 1, high_open=True), default=0.98)
+    diverge_factor: float = setting("stop once the smoothed loss exceeds this x its minimum", Range(1, 1e6, low_open=True), default=4.0)
+    skip_start: int = setting("recorded steps left out before suggesting", Range(0, 10**6, integer=True), default=10)
+    skip_end: int = setting("recorded steps left out at the end before suggesting", Range(0, 10**6, integer=True), default=5)
 
     def __post_init__(self) -> None:
         check_fields(self, "range_test")
@@ -357,10 +250,10 @@ class RangeTestConfig:
 class PredictorConfig:
     """The critical LR along the first update and the timing behind c / lambda_1 (``predictors.py``); all ours."""
 
-    critical_bounds: tuple[float, float] = spec("the rates the critical LR's ladder spans", Each(Range(1e-12, 1e12), "be two numbers in [1e-12, 1e12], low then high", 2), default=(1e-4, 1e4))  # fmt: skip
-    critical_ladder: int = spec("rates of that ladder, both ends included", Range(2, 1024, integer=True), default=9)
-    critical_rtol: float = spec("its bisection stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
-    hvp_timings: int = spec("Hessian-vector products timed per seed group", Range(1, 1000, integer=True), default=3)
+    critical_bounds: tuple[float, float] = setting("the rates the critical LR's ladder spans", Each(Range(1e-12, 1e12), "be two numbers in [1e-12, 1e12], low then high", 2), default=(1e-4, 1e4))  # fmt: skip
+    critical_ladder: int = setting("rates of that ladder, both ends included", Range(2, 1024, integer=True), default=9)
+    critical_rtol: float = setting("its bisection stops when high / low <= 1 + rtol", Range(1e-6, 100), default=0.05)
+    hvp_timings: int = setting("Hessian-vector products timed per seed group", Range(1, 1000, integer=True), default=3)
 
     def __post_init__(self) -> None:
         check_fields(self, "predictors")
@@ -374,8 +267,14 @@ class ModelConfig:
     """The model of a ``model_eta_star`` or ``model_range_test`` cell (``families.py``, chapter 13): the grid's depths
     and widths are the family's (its docstring says what they count), ``args`` its other keyword arguments."""
 
-    family: str = spec("cnn, transformer or mlp (families.FAMILIES), or package.module:factory", default="cnn")
-    args: dict = spec("the family's keyword arguments beyond depth, width, in_dim and out_dim", default_factory=dict)
+    family: str = setting("cnn, transformer or mlp (families.FAMILIES), or package.module:factory",
+                          Matches(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", "be a family's name or package.module:factory"),
+                          default="cnn")  # fmt: skip
+    args: dict = setting("the family's keyword arguments beyond depth, width, in_dim and out_dim", Arguments(),
+                         default_factory=dict)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_fields(self, "model")
 
 
 SECTIONS = {
@@ -408,17 +307,17 @@ class RunOptions:
     default threads on two cores run each step 20-50x slower.
     """
 
-    device: str = spec("auto (cuda where torch sees one, else cpu), cpu, cuda or cuda:N", default="auto")
-    dtype: str = spec("float32, float64, or tf32 (float32 storage, TF32 matmuls on a GPU)", OneOf(DTYPES),
+    device: str = setting("auto (cuda where torch sees one, else cpu), cpu, cuda or cuda:N", default="auto")
+    dtype: str = setting("float32, float64, or tf32 (float32 storage, TF32 matmuls on a GPU)", OneOf(DTYPES),
                       default="float32")  # fmt: skip
-    speculation: int | None = spec("bisection steps evaluated at once, 1 to 6 (default: 1 on a CPU, more on a GPU)",
+    speculation: int | None = setting("bisection steps evaluated at once, 1 to 6 (default: 1 on a CPU, more on a GPU)",
                                    Range(1, 6, integer=True), default=None)  # fmt: skip
-    lanes: int | None = spec("replicas every training step runs, padded (default: elastic on one CPU thread, "
+    lanes: int | None = setting("replicas every training step runs, padded (default: elastic on one CPU thread, "
                              "fixed elsewhere)", Range(1, 256, integer=True), default=None)  # fmt: skip
-    workers: int = spec("processes computing cells in parallel", Range(1, 256, integer=True), default=1)
-    threads: int | None = spec("torch CPU threads per worker (default: the cores / workers)",
+    workers: int = setting("processes computing cells in parallel", Range(1, 256, integer=True), default=1)
+    threads: int | None = setting("torch CPU threads per worker (default: the cores / workers)",
                                Range(1, 1024, integer=True), default=None)  # fmt: skip
-    progress: bool = spec("show progress bars on stderr", default=False)
+    progress: bool = setting("show progress bars on stderr", default=False)
 
     def __post_init__(self) -> None:
         check_device(self.device)

@@ -43,7 +43,8 @@ from pathlib import Path
 
 from milr_core import safe_yaml
 from milr_core.brief import brief, clip, listing
-from milr_core.config import DATASETS, DTYPES, SECTIONS, check_each, check_seeds, check_threshold
+from milr_core.config import DATASETS, DTYPES, SECTIONS, check_threshold
+from milr_core.constraints import check_each, check_seeds
 from milr_core.network import NetworkSpec
 
 SHAPE = ("depth", "width", "in_dim", "out_dim")  # NetworkSpec fields a grid's axes and the data set

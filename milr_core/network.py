@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from milr_core.config import COUNT, OneOf, Range, check_fields, spec
+from milr_core.constraints import COUNT, OneOf, Range, check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,14 @@ class NetworkSpec:
     Biases are initialised to zero.
     """
 
-    depth: int = spec("hidden layers (the network has depth + 1 linear layers)", Range(1, 1024, integer=True))
-    width: int = spec("units per hidden layer", Range(1, 65_536, integer=True))
-    in_dim: int = spec("inputs (set by the dataset)", COUNT)
-    out_dim: int = spec("outputs, one per class (set by the dataset)", COUNT)
-    bias: bool = spec("give every layer a bias (initialised to zero)", default=True)
-    input_lr_factor: float = spec("LR multiplier of the input layer (0.1 is ours; 1.0 trains all layers alike)",
+    depth: int = setting("hidden layers (the network has depth + 1 linear layers)", Range(1, 1024, integer=True))
+    width: int = setting("units per hidden layer", Range(1, 65_536, integer=True))
+    in_dim: int = setting("inputs (set by the dataset)", COUNT)
+    out_dim: int = setting("outputs, one per class (set by the dataset)", COUNT)
+    bias: bool = setting("give every layer a bias (initialised to zero)", default=True)
+    input_lr_factor: float = setting("LR multiplier of the input layer (0.1 is ours; 1.0 trains all layers alike)",
                                   Range(0, 1e6, low_open=True), default=0.1)  # fmt: skip
-    parameterisation: str = spec("how layers are initialised and trained: standard (He init), ntk or mup",
+    parameterisation: str = setting("how layers are initialised and trained: standard (He init), ntk or mup",
                                  OneOf(tuple(sorted(PARAMETERISATIONS))), default="standard")  # fmt: skip
 
     def __post_init__(self) -> None:

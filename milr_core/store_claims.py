@@ -49,12 +49,19 @@ PID_LIMIT = 1 << 22  # Linux's largest pid (PID_MAX_LIMIT)
 
 
 def process_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks since boot) of ``pid`` from /proc; None if there is none."""
+    """(state letter, start time in clock ticks since boot) of ``pid`` from /proc; None if there is no such process.
+
+    Any other failure to read (too many open files, a busy /proc) raises OSError: a claim is never judged dead
+    because its owner could not be looked at.
+    """
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
         fields = text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
         return fields[0], int(fields[19])
-    except (OSError, IndexError, ValueError):
+    except (IndexError, ValueError):
         return None
 
 
@@ -111,7 +118,11 @@ def ensure_folder(path: Path) -> Path:
 
 
 def read_owner(path: Path) -> dict | None:
-    """The claim's owner {host, pid, start, token, since}, or None if the file is not a claim (or is gone)."""
+    """The claim's owner {host, pid, start, token, since}, or None if the file is not a claim (or is gone).
+
+    A failure to read that says nothing of the file (too many open files, an I/O error) raises OSError, so that a
+    live claim is never taken for a stale one.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe in its place must not block
         try:
@@ -119,7 +130,7 @@ def read_owner(path: Path) -> dict | None:
         finally:
             os.close(fd)
         owner = json.loads(data.decode())
-    except (OSError, ValueError, RecursionError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, BlockingIOError, ValueError, RecursionError):
         return None
     if not isinstance(owner, dict) or not isinstance(owner.get("host"), str) or not valid_pid(owner.get("pid")):
         return None
@@ -129,9 +140,10 @@ def read_owner(path: Path) -> dict | None:
 
 
 def heartbeat_age(path: Path) -> float | None:
+    """Seconds since the claim's heartbeat touched it; None if it is gone (other failures raise OSError)."""
     try:
         return time.time() - path.stat().st_mtime
-    except OSError:
+    except FileNotFoundError:
         return None
 
 
@@ -149,11 +161,16 @@ class Claims:
         return self.folder / f"{key}.claim"
 
     def is_stale(self, path: Path) -> bool:
-        """No one holds this claim: not a claim, heartbeat too old, or (this host) its owner's process is gone."""
-        owner, age = read_owner(path), heartbeat_age(path)
-        if owner is None or age is None or age > STALE_AFTER_S:
-            return True
-        return owner["host"] == self.host and not process_alive(owner["pid"], owner.get("start"))
+        """No one holds this claim: not a claim, heartbeat too old, or (this host) its owner's process is gone. Where
+        the claim or its owner cannot be looked at now (too many open files), it is held: a sweep waits, never
+        takes a live claim."""
+        try:
+            owner, age = read_owner(path), heartbeat_age(path)
+            if owner is None or age is None or age > STALE_AFTER_S:
+                return True
+            return owner["host"] == self.host and not process_alive(owner["pid"], owner.get("start"))
+        except OSError:
+            return False
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -198,7 +215,11 @@ class Claims:
             temp.unlink(missing_ok=True)
 
     def mine(self, key: str) -> bool:
-        owner = read_owner(self.file(key))
+        """Whether this process holds the claim on ``key`` (False where it cannot be read now: nothing is released)."""
+        try:
+            owner = read_owner(self.file(key))
+        except OSError:
+            return False
         return owner is not None and key in self.tokens and owner.get("token") == self.tokens[key]
 
     def release(self, key: str) -> None:
@@ -216,7 +237,10 @@ class Claims:
     def describe(self, key: str) -> str | None:
         """Who holds the claim on ``key`` and how fresh its heartbeat is; None if no one does."""
         path = self.file(key)
-        owner, age = read_owner(path), heartbeat_age(path)
+        try:
+            owner, age = read_owner(path), heartbeat_age(path)
+        except OSError as error:
+            return f"group {key[:12]}: its claim cannot be read just now ({error.strerror or error})"
         if owner is None or age is None or self.is_stale(path):
             return None
         return (f"group {key[:12]} is held by pid {owner['pid']} on {brief(owner['host'], 40)}, heartbeat {age:.0f} s ago "
@@ -233,11 +257,12 @@ class Claims:
         def heartbeat() -> None:
             while not stop.wait(HEARTBEAT_S):
                 try:
-                    if not self.mine(key):
-                        return  # taken over (our heartbeat had stopped): the new owner's to refresh
+                    owner = read_owner(self.file(key))
+                    if owner is None or owner.get("token") != self.tokens.get(key):
+                        return  # gone, or taken over (our heartbeat had stopped): the new owner's to refresh
                     os.utime(self.file(key))
                 except OSError:
-                    return
+                    continue  # cannot be read or touched just now: try again at the next beat
 
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()

@@ -493,14 +493,15 @@ def test_every_range_is_declared_once_on_its_config_field():
     """Issue 27: the ranges live in the config dataclasses' metadata (no second table of limits anywhere)."""
     import dataclasses
 
-    from milr_core.config import SECTIONS, Each, OneOf, Range, RunOptions
+    from milr_core.config import SECTIONS, RunOptions
+    from milr_core.constraints import Constraint
     from milr_core.network import NetworkSpec
 
     for cls in (*SECTIONS.values(), NetworkSpec, RunOptions):
         for field in dataclasses.fields(cls):
             check = field.metadata.get("check")
             if field.type not in ("bool", bool) and (cls, field.name) != (RunOptions, "device"):  # checked by name
-                assert isinstance(check, (Range, OneOf, Each)), f"{cls.__name__}.{field.name} declares no range"
+                assert isinstance(check, Constraint.__args__), f"{cls.__name__}.{field.name} declares no range"
     assert not hasattr(preflight, "LIMITS")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "milr_core"
 # Pipeline stages, upstream first: a module may import its own stage and those above it, never one below.
 STAGES = [
-    {"brief", "config", "network"},  # what is computed: settings and networks, no torch; bounded quoting
+    {"brief", "constraints", "config", "network"},  # what is computed: settings and networks, no torch; bounded quoting
     {"model", "datafiles", "data", "runtime", "modules", "families"},  # networks as tensors, dataset files, datasets;
     # device, threads, lanes; any torch module as replicas, the model families beyond MLPs
     {"probe", "curvature", "theory"},  # training probes, curvature operators, our bounds
