@@ -1,7 +1,15 @@
 """milr: maximal initial learning rates in deep ReLU networks (Iyer, Hanin, Rolnick, ICML 2023).
 
-The public face: the names below, grouped by what a user does with them. Each is imported from its module on first
-use (``import milr_core`` imports no torch, so ``milr --help`` stays instant); everything else is internal.
+The public face, by what a user does with it; each name is imported from its module on first use (``import
+milr_core`` imports no torch, so ``milr --help`` stays instant), and everything else is internal:
+
+- what is computed: ``NetworkSpec``, ``TrainConfig``, ``SearchConfig``, ``SharpnessConfig``, ``LateConfig``, one
+  ``Run`` (a protocol call, everything resolved) and ``RunOptions`` (how a command or sweep runs);
+- data: ``load_dataset``;
+- the protocols: ``find_eta_star``, ``search_cells`` (several cells packed into one pool), ``sharpness_at_init``,
+  ``find_late_max_lr``, ``catapult_window``, ``train_replicas`` (probes, the layer below);
+- sweeps and stores: ``run_sweep``, ``ResultStore``, ``run_experiment`` (the book's grids);
+- answers: ``fit_power_law``, ``predict_eta_star``, ``claims_table``.
 
     >>> from milr_core import NetworkSpec, Run, find_eta_star, load_dataset   # eta* of one network
 """

@@ -64,7 +64,7 @@ def finder_frame(eta: pd.DataFrame, ranges: pd.DataFrame, ledger: pd.DataFrame) 
 
 def finder_table(finder: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, family and rule: networks (and those without a suggestion), the median ratio suggestion / eta*
-    with its smallest and largest, the typical factor exp(mean |ln ratio|), Spearman's rank correlation of the
+    with its smallest and largest, the typical factor ``exp(mean(abs(ln ratio)))``, Spearman's rank correlation of the
     suggestion with eta* across networks, and the median SGD steps of one range test and of one eta* search."""
     table = []
     for (dataset, family, rule), group in finder.groupby(["dataset", "family", "rule"], sort=False):

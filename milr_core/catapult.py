@@ -122,7 +122,7 @@ def catapult_trajectory(
     factor f, at eta = f / lambda_1_eff(init).
 
     Returns:
-        One record per seed: {"seed", "lambda_1_eff": at init, "runs": [CatapultRun.to_dict(), ...]}.
+        One record per seed, holding "seed", "lambda_1_eff" (at init) and "runs" (``CatapultRun.to_dict()`` each).
     """
     if sharpness.loss != "mse":
         raise ValueError("a catapult trajectory is trained on MSE: sharpness.loss must be 'mse'")

@@ -63,7 +63,7 @@ def read_json(path: Path, default=None):
 
 
 def pack_records(records: Path, export: Path | None) -> None:
-    """records.tar of records/*.json, replaced atomically, in the export folder."""
+    """``records.tar`` of ``records/*.json``, replaced atomically, in the export folder."""
     if export is None:
         return
     export.mkdir(parents=True, exist_ok=True)

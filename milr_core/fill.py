@@ -170,7 +170,7 @@ class Call:
 
     @property
     def seeds(self) -> int:
-        """The call's replicas of one round at k=1: its cells."""
+        """The call's cells (its replicas in one round at k=1)."""
         return sum(len(g.seeds) for g in self.groups)
 
 

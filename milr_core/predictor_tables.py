@@ -11,7 +11,7 @@ with their Lanczos product counts) and ``power_law`` (eta*, and the power law fi
   ln(eta* / raw) over them. The power law is already held out.
 - **Error** against eta*: ln(prediction / eta*) per network; per predictor and dataset its mean (the raw bias), its
   spread (unchanged by any constant), Spearman's rank correlation across networks, and the held-out error, the mean
-  |ln(held-out / eta*)|, with its typical factor exp(error).
+  ``abs(ln(held-out / eta*))``, with its typical factor exp(error).
 - **Cost** per network in SGD-step equivalents: (forward examples + 2 x backward examples) / (3 x batch), a backward
   pass costing twice a forward one (``preflight.py``'s FLOP model), batch the training's; and the wall time where it
   was measured. The reference: one eta* search, its probes' SGD steps (validation passes not counted).
@@ -130,7 +130,7 @@ def held_out(frame: pd.DataFrame) -> pd.DataFrame:
 
 def predictor_table(frame: pd.DataFrame, search: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per predictor and dataset: networks (and missing), raw bias and spread of ln(prediction / eta*), Spearman's
-    rho, the raw factor exp(mean |ln(raw / eta*)|), the held-out error and its factor, the constant fitted on every
+    rho, the raw factor ``exp(mean(abs(ln(raw / eta*))))``, the held-out error and its factor, the constant fitted on every
     cell, the median cost and wall time; with ``search`` (``search_cost``), a row per dataset for one eta* search
     (its cost only)."""
     frame = held_out(frame)

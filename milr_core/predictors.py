@@ -163,7 +163,7 @@ def predictors_at_init(run: Run, train: TrainConfig, sharpness: SharpnessConfig,
         range_test, config: the range test's and the critical LR's settings.
 
     Returns:
-        (result, ledger) per seed: the critical LR, the range test's suggestions, each with its passes and wall
+        A (result, ledger) pair per seed, holding the critical LR, the range test's suggestions, each with its passes and wall
         time, and the HVP timing (shared by the seed group); the ledger holds the range test's curve and every
         rate the critical LR tried.
     """

@@ -67,7 +67,7 @@ def resolution_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def resolution_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per perturbation, over the cells: cells, seeds with the reference's eta* bit for bit, the median and largest
-    |log ratio| as a factor; and one row "all" with the cells whose band lies within their seed spread."""
+    ``abs(log ratio)`` as a factor; and one row "all" with the cells whose band lies within their seed spread."""
     rows = []
     for variant, group in table.groupby("variant", sort=False):
         factor = np.exp(np.abs(np.log(group["ratio"].dropna())))

@@ -89,7 +89,7 @@ def sharpness_at_init(run: Run, config: SharpnessConfig = SharpnessConfig()) -> 
         config: the subset, solver, tolerance and which quantities (``config.SharpnessConfig``).
 
     Returns:
-        One record per seed: seed, depth, width, every measured quantity with its residual, and the wall time.
+        One record per seed, with seed, depth, width, every measured quantity with its residual, and the wall time.
     """
     network, dataset = run.network, run.dataset
     if (network.in_dim, network.out_dim) != (dataset.in_dim, dataset.n_classes):

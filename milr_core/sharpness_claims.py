@@ -55,7 +55,7 @@ C3 = Question(
 
 
 def magnitude(row: pd.Series) -> Estimate:
-    """|rho| with its interval (an interval that holds 0 becomes [0, its larger end])."""
+    """``abs(rho)`` with its interval (an interval that holds 0 becomes [0, its larger end])."""
     low, high = row["Spearman low"], row["Spearman high"]
     if high < 0:
         low, high = -high, -low

@@ -17,6 +17,7 @@ def test_every_public_name_resolves_and_nothing_else_is_offered():
     for name in milr_core.__all__:
         assert getattr(milr_core, name) is not None, name
     assert set(dir(milr_core)) == set(milr_core.__all__)
+    assert all(f"``{name}``" in milr_core.__doc__ for name in milr_core.__all__ if name != "ENGINE_VERSION")
     with pytest.raises(AttributeError, match="no attribute 'train'"):
         milr_core.train  # noqa: B018
 
