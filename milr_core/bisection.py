@@ -18,7 +18,7 @@ order at every m) by constant-LR SGD and succeeds when its validation accuracy r
    above) or ``no_success``.
 4. Fallback. If no probe succeeded and the bottom end failed without diverging, the bracket's low end
    was too slow to train (or no learning rate trains): the precondition of Algorithm 1 fails. The search
-   then looks for a success next to the probe with the best validation accuracy (``zoom``: accuracy
+   then looks for a success next to the probe with the best validation accuracy (``_zoom``: accuracy
    taken to rise, then fall, with log LR), and resumes bisection from [that success, the next failure
    above it]. If the neighbouring gaps shrink below rtol without a success, the status is ``no_success``.
    Records say ``fallback: true`` when this happened.
@@ -62,7 +62,7 @@ class SeedSearch:
     lo: float
     hi: float
     status: str = "running"
-    phase: str = "bisect"  # bisect | check_lo | check_hi | zoom (the fallback) | done
+    phase: str = "bisect"  # bisect | check_lo | check_hi | _zoom (the fallback) | done
     lo_probed: bool = False  # lo is a probed success (else an unprobed end of the bracket)
     hi_probed: bool = False  # hi is a probed failure
     widenings: int = 0
@@ -122,15 +122,15 @@ class SeedSearch:
 # Algorithm 1, serial: what to probe next and what an outcome does
 
 
-def next_lr(search: SeedSearch) -> float | None:
+def _next_lr(search: SeedSearch) -> float | None:
     """The learning rate serial Algorithm 1 probes next, None when the search is over."""
     return {"bisect": lambda: midpoint(search.lo, search.hi), "check_lo": lambda: search.lo,
-            "check_hi": lambda: search.hi, "zoom": lambda: midpoint(search.lo, search.hi),
+            "check_hi": lambda: search.hi, "_zoom": lambda: midpoint(search.lo, search.hi),
             "done": lambda: None}[search.phase]()  # fmt: skip
 
 
-def observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, round_: int) -> None:
-    """Advance the search by one probe's outcome (the probe must be ``next_lr(search)``)."""
+def _observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, round_: int) -> None:
+    """Advance the search by one probe's outcome (the probe must be ``_next_lr(search)``)."""
     search.ledger.append((round_, outcome))
     success = outcome.succeeded
     if search.phase == "bisect":
@@ -148,26 +148,26 @@ def observe(search: SeedSearch, outcome: ProbeOutcome, config: SearchConfig, rou
             widen(search, config, down=True)
         else:
             search.fallback = True
-            zoom(search, config)
+            _zoom(search, config)
             return
     elif search.phase == "check_hi":
         if success:
             widen(search, config, down=False)
         else:
             search.hi_probed = True
-    elif search.phase == "zoom":
+    elif search.phase == "_zoom":
         if success:  # a success at last: Algorithm 1 resumes from it and the next failure above it
             above = [o.lr for _, o in search.ledger if o.lr > outcome.lr]
             search.lo, search.lo_probed = outcome.lr, True
             search.hi, search.hi_probed = (min(above), True) if above else (outcome.lr * ratio_of(config), False)
             search.phase = "bisect"
         else:
-            zoom(search, config)
+            _zoom(search, config)
             return
-    settle(search, config)
+    _settle(search, config)
 
 
-def settle(search: SeedSearch, config: SearchConfig) -> None:
+def _settle(search: SeedSearch, config: SearchConfig) -> None:
     """After an outcome: keep bisecting, check an unprobed end, or stop."""
     if search.status != "running":
         search.phase = "done"
@@ -226,10 +226,10 @@ def zoom_target(search: SeedSearch, config: SearchConfig) -> tuple[str, float, f
     return "none", lo, hi
 
 
-def zoom(search: SeedSearch, config: SearchConfig) -> None:
+def _zoom(search: SeedSearch, config: SearchConfig) -> None:
     """The fallback's next bracket (``zoom_target``); moving it up or down counts as a widening."""
     where, search.lo, search.hi = zoom_target(search, config)
-    search.phase = "zoom"
+    search.phase = "_zoom"
     if where in ("up", "down"):
         search.widenings += 1
     if where == "none" or search.widenings > config.max_widenings:
@@ -252,16 +252,16 @@ def plan(search: SeedSearch, config: SearchConfig, k: int) -> list[float]:
     """This round's learning rates for one seed: the speculation tree in the bisection phase, else the next probe."""
     if search.phase == "bisect":
         return speculation_tree(search.lo, search.hi, config.rtol, k)
-    lr = next_lr(search)
+    lr = _next_lr(search)
     return [] if lr is None else [lr]
 
 
 def replay(search: SeedSearch, outcomes: dict[float, ProbeOutcome], config: SearchConfig, round_: int) -> None:
     """Serial Algorithm 1 through this round's outcomes; probes it does not reach are speculative."""
     used = set()
-    while search.phase != "done" and (lr := next_lr(search)) in outcomes and lr not in used:
+    while search.phase != "done" and (lr := _next_lr(search)) in outcomes and lr not in used:
         used.add(lr)
-        observe(search, outcomes[lr], config, round_)
+        _observe(search, outcomes[lr], config, round_)
         if search.phase != "bisect":
             break  # an end check or the fallback comes next: its probe is in a later round
     search.speculative += [o for lr, o in outcomes.items() if lr not in used]

@@ -168,7 +168,7 @@ def missing_cells(profile: str, experiments: list[str]) -> dict[str, int]:
     return missing
 
 
-def data_cache() -> Path:
+def _data_cache() -> Path:
     """Where ``data.load_dataset`` looks after ``MILR_DATA``: ``MILR_CACHE``, else ``~/.cache/milr``."""
     return Path(os.environ.get("MILR_CACHE") or Path.home() / ".cache" / "milr").expanduser()
 
@@ -184,7 +184,7 @@ def check_data(missing: dict[str, int], experiments: list[str]) -> str:
     absent = []
     for dataset in (d for d in missing if d != "gaussians"):  # the Gaussian task is generated, never read
         try:
-            datafiles.locate(dataset, None, data_cache(), download=False)
+            datafiles.locate(dataset, None, _data_cache(), download=False)
         except datafiles.DatasetNotFoundError:
             absent.append(dataset)
     if not absent:
@@ -197,7 +197,7 @@ def check_data(missing: dict[str, int], experiments: list[str]) -> str:
             f"{', '.join(experiments)}: {cells} cells to compute need {names}, which is not on disk and MILR_OFFLINE=1 "
             f"forbids downloading it. To get it: {how} Or read the store only: compute = False."
         )  # fmt: skip
-    return f" {names} will be downloaded first, into {data_cache()}."
+    return f" {names} will be downloaded first, into {_data_cache()}."
 
 
 def took(hours: float) -> str:

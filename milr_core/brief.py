@@ -24,7 +24,7 @@ _SHORT.maxstring, _SHORT.maxother = LIMIT, LIMIT
 _SHORT.maxlong = 40
 
 
-def size_of(value: object) -> str:
+def _size_of(value: object) -> str:
     """How large ``value`` is, in words: "N characters", "N items", "N digits", or its type."""
     if isinstance(value, (str, bytes)):
         return f"{len(value)} characters" if isinstance(value, str) else f"{len(value)} bytes"
@@ -45,14 +45,14 @@ def clip(text: str, limit: int = 2 * LIMIT) -> str:
 def brief(value: object, limit: int = LIMIT) -> str:
     """``repr(value)`` if it is short, else its first characters, "...", and how large the value is."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 128:
-        return f"an integer of {size_of(value)}"  # repr of a huge int is slow (and refused past 4300 digits)
+        return f"an integer of {_size_of(value)}"  # repr of a huge int is slow (and refused past 4300 digits)
     try:
         text = _SHORT.repr(value)
     except Exception:  # a repr that fails says so, the message still prints
         text = f"<{type(value).__name__}>"
     if len(text) > limit:
-        return f"{text[: limit - 3]}... ({size_of(value)})"
-    return f"{text} ({size_of(value)})" if "..." in text else text  # reprlib left items out: say how many
+        return f"{text[: limit - 3]}... ({_size_of(value)})"
+    return f"{text} ({_size_of(value)})" if "..." in text else text  # reprlib left items out: say how many
 
 
 def listing(values, most: int = 5, bare: bool = False) -> str:

@@ -74,7 +74,7 @@ class Cells:
         return int(np.count_nonzero(self.side))
 
 
-def censoring_bound(status: str, bracket) -> float:
+def _censoring_bound(status: str, bracket) -> float:
     """The bound a failed search gives on eta*: the bracket's low end (no_success) or high end (no_failure)."""
     try:
         low, high = (float(v) for v in bracket)
@@ -99,7 +99,7 @@ def cell_values(frame: pd.DataFrame, quantity: str) -> Cells:
     status_column, bracket_column = CENSORING.get(quantity, (None, None))
     if status_column in frame.columns and bracket_column in frame.columns:
         status = frame[status_column].to_numpy()
-        bound = np.array([censoring_bound(s, b) for s, b in zip(status, frame[bracket_column])])
+        bound = np.array([_censoring_bound(s, b) for s, b in zip(status, frame[bracket_column])])
         side = np.where(status == BELOW, -1, np.where(status == ABOVE, 1, 0))
         side[~(np.isfinite(bound) & (bound > 0)) | measured] = 0
     else:
@@ -136,7 +136,7 @@ def cell_values(frame: pd.DataFrame, quantity: str) -> Cells:
 # least squares with censoring, vectorised over bootstrap replicates
 
 
-def least_squares(
+def _least_squares(
     design: np.ndarray, log_y: np.ndarray, weight: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per replicate, (coefficients, residual sum of squares, full rank) of weighted least squares.
@@ -153,7 +153,7 @@ def least_squares(
     return coefficients, np.einsum("bn,bn,bn->b", residual, residual, weight), full_rank
 
 
-def tobit_terms(
+def _tobit_terms(
     design: np.ndarray, log_y: np.ndarray, side: np.ndarray, theta: np.ndarray, derivatives: bool
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log-likelihood (and its gradient and Hessian) of the Tobit model in Olsen's parameters theta = (beta, 1) / sigma.
@@ -195,7 +195,7 @@ def censored_least_squares(
     sigma -> 0: that line is the answer.
     """
     measured = (side == 0).astype(float)
-    coefficients, rss, valid = least_squares(design, log_y, measured)
+    coefficients, rss, valid = _least_squares(design, log_y, measured)
     fitted = np.einsum("bnk,bk->bn", design, coefficients)
     consistent = np.all((side == 0) | (side * (fitted - log_y) >= 0), axis=1)
     exact = rss <= 1e-24 * np.maximum(measured.sum(1), 1)
@@ -208,7 +208,7 @@ def censored_least_squares(
     theta = np.concatenate([coefficients[todo], np.ones((len(sigma), 1))], axis=1) / sigma[:, None]
     active = np.ones(len(theta), dtype=bool)
     for _ in range(max_iter):
-        value, gradient, hessian = tobit_terms(x[active], y[active], s[active], theta[active], True)
+        value, gradient, hessian = _tobit_terms(x[active], y[active], s[active], theta[active], True)
         step = np.linalg.solve(-hessian, gradient[..., None])[..., 0]
         decrement = np.einsum("bk,bk->b", gradient, step)
         size = np.ones(len(step))
@@ -216,7 +216,7 @@ def censored_least_squares(
             trial = theta[active] + size[:, None] * step
             ok = trial[:, -1] > 0
             trial_value = np.full(len(trial), -np.inf)
-            trial_value[ok] = tobit_terms(x[active][ok], y[active][ok], s[active][ok], trial[ok], False)
+            trial_value[ok] = _tobit_terms(x[active][ok], y[active][ok], s[active][ok], trial[ok], False)
             good = trial_value >= value - 1e-12 * np.abs(value)
             if good.all():
                 break

@@ -61,7 +61,7 @@ def relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
 
 
-def loss_gap(a: float, b: float) -> float:
+def _loss_gap(a: float, b: float) -> float:
     """abs(a - b) / max(1, abs(b)), and 0 for equal non-finite losses (a diverged replica's inf or NaN on both sides)."""
     if a == b or (math.isnan(a) and math.isnan(b)):
         return 0.0
@@ -94,7 +94,7 @@ def check_replica_probe(device: str) -> str:
         assert [s for s, _ in batched.loss] == [s for s, _ in alone.loss] and batched.loss, f"lr {lr}: loss steps differ"
         assert [s for s, _ in batched.accuracy] == [s for s, _ in alone.accuracy], f"lr {lr}: accuracy steps differ"
         for (_, l1), (_, l2) in zip(batched.loss, alone.loss):
-            gap = loss_gap(l1, l2)
+            gap = _loss_gap(l1, l2)
             worst_loss = max(worst_loss, gap)
             assert gap <= 1e-10, f"lr {lr} seed {seed}: batched loss {l1!r} vs alone {l2!r} (relative gap {gap:.3g} > 1e-10)"
         for (_, a1), (_, a2) in zip(batched.accuracy, alone.accuracy):
@@ -108,7 +108,7 @@ def check_replica_probe(device: str) -> str:
 # curvature
 
 
-def dense_hessian_oracle(network: NetworkSpec, params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _dense_hessian_oracle(network: NetworkSpec, params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The Hessian of the mean loss by torch.func.hessian (independent of the operators' code paths)."""
     theta, logits = flat_logits_fn(network, params)
     return torch.func.hessian(lambda t: per_replica_loss(logits(t, x)[None], y, "cross_entropy")[0])(theta)
@@ -123,7 +123,7 @@ def check_eigensolvers(device: str) -> str:
     chunked = HessianOperator(network, params, x, y, chunk_size=7)
     assert kept.graph_kept and not chunked.graph_kept, "one chunk keeps the graph, several do not"
     dense = to_dense(kept)
-    oracle = dense_hessian_oracle(network, params, x, y)
+    oracle = _dense_hessian_oracle(network, params, x, y)
     gap = (dense - oracle).abs().max().item()
     assert gap <= 1e-10, f"to_dense(HessianOperator) differs from torch.func.hessian by {gap:.3g} (> 1e-10)"
     probes = torch.randn(3, kept.n_params, generator=torch.Generator().manual_seed(1), dtype=F64).to(device)
@@ -161,7 +161,7 @@ def check_effective_sharpness(device: str) -> str:
         multipliers = flat_lr_multipliers(network, dtype=F64, device=device)
         assert multipliers.device.type == torch.device(device).type, f"multipliers on {multipliers.device}, not {device}"
         root = multipliers.sqrt()
-        oracle = root[:, None] * dense_hessian_oracle(network, params, x, y) * root[None, :]
+        oracle = root[:, None] * _dense_hessian_oracle(network, params, x, y) * root[None, :]
         effective = PreconditionedOperator(operator, multipliers)
         gap = (to_dense(effective) - oracle).abs().max().item()
         assert gap <= 1e-10, f"{parameterisation}: to_dense(P^1/2 H P^1/2) differs from the oracle by {gap:.3g} (> 1e-10)"
@@ -183,7 +183,7 @@ def check_effective_sharpness(device: str) -> str:
     (record,) = sharpness_at_init(Run(dataset, network, (3,), device=device, dtype="float64"), config)
     xs, ys = training_subset(dataset.x_train, dataset.y_train, 25, 7)
     params = init_params(network, [3], F64)
-    hessian = dense_hessian_oracle(network, params, xs.double(), ys)
+    hessian = _dense_hessian_oracle(network, params, xs.double(), ys)
     root = flat_lr_multipliers(network).sqrt()
     for key, matrix in (("lambda_1", hessian), ("lambda_1_eff", root[:, None] * hessian * root[None, :])):
         top = torch.linalg.eigvalsh(matrix)[-1].item()
@@ -203,7 +203,7 @@ def check_effective_sharpness(device: str) -> str:
 CHECK_LANES = 8  # fixed lanes of the float32 search checks: fewer than a k=3 round of two seeds, so lanes refill
 
 
-def small_search_cell(device: str, seeds: tuple[int, ...] = (0, 1), speculation: int = 1, **options) -> tuple:
+def _small_search_cell(device: str, seeds: tuple[int, ...] = (0, 1), speculation: int = 1, **options) -> tuple:
     """A small Gaussian cell on ``device`` in fixed lanes: (run, train, search)."""
     data = gaussians()
     run = Run(data, network_for(data, depth=2, width=16, **options), seeds, device=device, speculation=speculation,
@@ -217,7 +217,7 @@ def path_of(seed_search, rounds: bool = True) -> list[dict]:
     return [{k: v for k, v in probe.items() if rounds or k != "round"} for probe in seed_search.ledger_records()]
 
 
-def same_searches(first, second, what: str, rounds: bool = True) -> None:
+def _same_searches(first, second, what: str, rounds: bool = True) -> None:
     """Two results of the same seeds: identical status, eta*, bracket and ledger, bit for bit."""
     for a, b in zip(first.per_seed, second.per_seed):
         assert (a.status, a.eta_star, a.lo, a.hi) == (b.status, b.eta_star, b.lo, b.hi), (
@@ -232,9 +232,9 @@ def check_same_seed(device: str) -> str:
     """The same seeds twice: bit-identical eta*, brackets and ledgers (every probe's outcome, steps, accuracy, loss)."""
     from milr_core.search import find_eta_star
 
-    run, train, search = small_search_cell(device)
+    run, train, search = _small_search_cell(device)
     first, again = find_eta_star(run, train, search), find_eta_star(run, train, search)
-    same_searches(first, again, f"twice on {device}")
+    _same_searches(first, again, f"twice on {device}")
     assert any(s.eta_star is not None for s in first.per_seed), "no seed converged: the cell is too hard for the check"
     probes = sum(len(s.ledger) for s in first.per_seed)
     return f"same seeds twice on {device}: eta* {[s.eta_star for s in first.per_seed]} and {probes} ledger probes bit-identical"
@@ -245,9 +245,9 @@ def check_speculation(device: str) -> str:
     numbers aside), in fewer rounds."""
     from milr_core.search import find_eta_star
 
-    results = [find_eta_star(*small_search_cell(device, speculation=k)) for k in (1, 2, 3)]
+    results = [find_eta_star(*_small_search_cell(device, speculation=k)) for k in (1, 2, 3)]
     for k, result in zip((2, 3), results[1:]):
-        same_searches(results[0], result, f"k=1 vs k={k} on {device} in {CHECK_LANES} lanes", rounds=False)
+        _same_searches(results[0], result, f"k=1 vs k={k} on {device} in {CHECK_LANES} lanes", rounds=False)
     serial, spec3 = results[0], results[-1]
     assert spec3.n_rounds < serial.n_rounds, f"k=3 took {spec3.n_rounds} rounds, k=1 {serial.n_rounds}: no fewer"
     speculative = sum(len(s.speculative) for s in spec3.per_seed)
@@ -262,17 +262,17 @@ def check_packing(device: str) -> str:
 
     from milr_core.search import find_eta_star, search_cells
 
-    run, train, search = small_search_cell(device, seeds=(1,))
+    run, train, search = _small_search_cell(device, seeds=(1,))
     alone = find_eta_star(run, train, search)
     beside = find_eta_star(replace(run, seeds=(0, 1)), train, search)
-    same_searches(alone, type(beside)(**{**vars(beside), "per_seed": [beside.seed_result(1)]}), "alone vs beside seed 0")
-    others = [(small_search_cell(device, seeds=(0, 1), input_lr_factor=1.0)[0], train, search),
+    _same_searches(alone, type(beside)(**{**vars(beside), "per_seed": [beside.seed_result(1)]}), "alone vs beside seed 0")
+    others = [(_small_search_cell(device, seeds=(0, 1), input_lr_factor=1.0)[0], train, search),
               (replace(run, seeds=(2,), threshold=0.7), replace(train, max_steps=90), search),
-              (small_search_cell(device, seeds=(1,), parameterisation="mup")[0], train, search)]
+              (_small_search_cell(device, seeds=(1,), parameterisation="mup")[0], train, search)]
     packed = search_cells([(run, train, search), *others])
-    same_searches(alone, packed[0], f"alone vs packed with 3 other cells on {device} in {CHECK_LANES} lanes")
+    _same_searches(alone, packed[0], f"alone vs packed with 3 other cells on {device} in {CHECK_LANES} lanes")
     mixed = find_eta_star(*others[0])
-    same_searches(mixed, packed[1], "input layer at 1x: alone vs packed")
+    _same_searches(mixed, packed[1], "input layer at 1x: alone vs packed")
     return (f"seed 1 alone, beside seed 0 and packed with three other cells (1x input layer, t=0.7 and 90 steps, muP) "
             f"on {device} in {CHECK_LANES} lanes: the same eta* {alone.per_seed[0].eta_star!r}, brackets and ledgers")
 
@@ -281,8 +281,8 @@ def check_cpu_vs_device(device: str) -> str:
     """eta* of a small cell on the CPU and on ``device`` agree within the search tolerance (float32 both)."""
     from milr_core.search import find_eta_star
 
-    on_cpu = find_eta_star(*small_search_cell("cpu"))
-    run, train, search = small_search_cell(device)
+    on_cpu = find_eta_star(*_small_search_cell("cpu"))
+    run, train, search = _small_search_cell(device)
     there = find_eta_star(run, train, search)
     bound = math.log(1 + search.rtol)
     gaps = []
@@ -306,7 +306,7 @@ def ledger_difference(a: list[dict], b: list[dict], rtol: float) -> str | None:
         if {k: v for k, v in p.items() if k not in FLOAT_FIELDS} != {k: v for k, v in q.items() if k not in FLOAT_FIELDS}:
             return f"probe {p} vs {q}"
         for key in FLOAT_FIELDS:
-            if not close_floats(p.get(key), q.get(key), rtol):
+            if not _close_floats(p.get(key), q.get(key), rtol):
                 return f"lr {p['lr']!r}: {key} {p.get(key)!r} vs {q.get(key)!r}"
     return None
 
@@ -314,7 +314,7 @@ def ledger_difference(a: list[dict], b: list[dict], rtol: float) -> str | None:
 FLOAT_FIELDS = ("final_accuracy", "final_loss")
 
 
-def close_floats(a: float | None, b: float | None, rtol: float) -> bool:
+def _close_floats(a: float | None, b: float | None, rtol: float) -> bool:
     if a is None or b is None:
         return a is b
     return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= rtol * max(1.0, abs(b))
@@ -336,7 +336,7 @@ def check_cpu_vs_device_probe(device: str) -> str:
             f"lr {lr}: cpu {here.outcome} at step {here.steps}, {device} {there.outcome} at step {there.steps}"
         )
         for (step, a), (_, b) in zip(here.loss, there.loss):
-            gap = loss_gap(b, a)
+            gap = _loss_gap(b, a)
             worst = max(worst, gap)
             assert gap <= 1e-9, f"lr {lr} step {step}: loss cpu {a!r}, {device} {b!r} (relative gap {gap:.3g} > 1e-9)"
         assert [a for _, a in here.accuracy] == [a for _, a in there.accuracy], f"lr {lr}: accuracies differ across devices"

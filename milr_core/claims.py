@@ -62,23 +62,23 @@ def per_feature(frame: pd.DataFrame | None, input_lr_factor: float) -> pd.DataFr
     return rows if len(rows) else None
 
 
-def with_per_feature(eta: pd.DataFrame, preprocessing: pd.DataFrame | None, factor: float = 0.1) -> list:
+def _with_per_feature(eta: pd.DataFrame, preprocessing: pd.DataFrame | None, factor: float = 0.1) -> list:
     extra = per_feature(preprocessing, factor)
     return units(eta) + (units(extra, " (per-feature)") if extra is not None else [])
 
 
-def regime_fit(frame: pd.DataFrame) -> pd.Series | None:
+def _regime_fit(frame: pd.DataFrame) -> pd.Series | None:
     """The power law's row of ``tables.fits_table`` over the regime, None with fewer than MIN_CELLS cells."""
     fits = tables.fits_table(frame, scopes=(tables.IN_REGIME,))
     enough = fits["n cells"].fillna(0) >= MIN_CELLS
     return fits[enough].iloc[0] if enough.any() else None
 
 
-def too_few(unit: str, what: str = "the regime") -> Answer:
+def _too_few(unit: str, what: str = "the regime") -> Answer:
     return unmeasured(unit, f"fewer than {MIN_CELLS} cells in {what}")
 
 
-def scatter_of(row: pd.Series, name: str = "scatter") -> Estimate:
+def _scatter_of(row: pd.Series, name: str = "scatter") -> Estimate:
     return Estimate(name, row["scatter"], row["scatter low"], row["scatter high"], factor=True)
 
 
@@ -115,15 +115,15 @@ A3 = Question(
 def power_law_claim(eta: pd.DataFrame, preprocessing: pd.DataFrame | None = None) -> Claim:
     """(a1)-(a3) per dataset, and per-feature where ``preprocessing`` (that experiment's frame) holds the cells."""
     law, product, exponents = [], [], []
-    for unit, frame in with_per_feature(eta, preprocessing):
-        fit = regime_fit(frame)
+    for unit, frame in _with_per_feature(eta, preprocessing):
+        fit = _regime_fit(frame)
         if fit is None:
             for answers in (law, product, exponents):
-                answers.append(too_few(unit))
+                answers.append(_too_few(unit))
             continue
         alpha = Estimate("alpha", fit["alpha"], fit["alpha low"], fit["alpha high"])
-        judged = all_of(threshold_rule(scatter_of(fit), LAW_FACTOR, "below"), threshold_rule(alpha, 0.0, "above"))
-        law.append(answer(unit, judged, scatter_of(fit), f"{scatter_of(fit)}, {alpha}, R^2 {fit['R^2']:.2f} "
+        judged = all_of(threshold_rule(_scatter_of(fit), LAW_FACTOR, "below"), threshold_rule(alpha, 0.0, "above"))
+        law.append(answer(unit, judged, _scatter_of(fit), f"{_scatter_of(fit)}, {alpha}, R^2 {fit['R^2']:.2f} "
                           f"[{fit['R^2 low']:.2f}, {fit['R^2 high']:.2f}], {fit['n cells']} cells "
                           f"({fit['censored cells']} censored)"))  # fmt: skip
         form = tables.product_form_table(frame, scopes=(tables.IN_REGIME,)).iloc[0]
@@ -157,10 +157,10 @@ AI = Question(
 
 def width_condition_claim(eta: pd.DataFrame, preprocessing: pd.DataFrame | None = None) -> Claim:
     answers = []
-    for unit, frame in with_per_feature(eta, preprocessing):
+    for unit, frame in _with_per_feature(eta, preprocessing):
         misfit = tables.narrow_misfit_table(frame).iloc[0]
-        if regime_fit(frame) is None or not misfit["n cells"] >= MIN_CELLS:
-            answers.append(too_few(unit, "the regime or among the narrow cells"))
+        if _regime_fit(frame) is None or not misfit["n cells"] >= MIN_CELLS:
+            answers.append(_too_few(unit, "the regime or among the narrow cells"))
             continue
         off = Estimate("narrow cells off the law by", misfit["misfit"], misfit["misfit low"], misfit["misfit high"],
                        factor=True)  # fmt: skip
@@ -195,13 +195,13 @@ def input_layer_claim(frame: pd.DataFrame, preprocessing: pd.DataFrame | None = 
         pairs.append((f"{dataset_label(name)} (per-feature)", pick(extra_full), pick(extra_small)))
     answers = []
     for unit, at_full, at_small in pairs:
-        fit = regime_fit(at_full) if len(at_full) else None
+        fit = _regime_fit(at_full) if len(at_full) else None
         if fit is None:
-            answers.append(too_few(unit, "the regime at 1x"))
+            answers.append(_too_few(unit, "the regime at 1x"))
             continue
-        scatter = scatter_of(fit, "scatter at 1x")
-        base = regime_fit(at_small) if len(at_small) else None
-        compared = (f"; at 0.1x {scatter_of(base)}, R^2 {base['R^2']:.2f}, alpha {base['alpha']:.2f}"
+        scatter = _scatter_of(fit, "scatter at 1x")
+        base = _regime_fit(at_small) if len(at_small) else None
+        compared = (f"; at 0.1x {_scatter_of(base)}, R^2 {base['R^2']:.2f}, alpha {base['alpha']:.2f}"
                     if base is not None else "")  # fmt: skip
         answers.append(answer(unit, threshold_rule(scatter, LAW_FACTOR, "above"), scatter,
                               f"{scatter}, R^2 {fit['R^2']:.2f}, alpha {fit['alpha']:.2f} ({fit['n cells']} cells)"

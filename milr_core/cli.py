@@ -66,10 +66,10 @@ class HelpFormatter(argparse.HelpFormatter):
         switch = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)  # e.g. --resume
         if switch or action.default in (None, argparse.SUPPRESS) or "%(default)" in text:
             return text
-        return f"{text} (default: {shown_default(action).replace('%', '%%')})"
+        return f"{text} (default: {_shown_default(action).replace('%', '%%')})"
 
 
-def shown_default(action: argparse.Action) -> str:
+def _shown_default(action: argparse.Action) -> str:
     """An option's default as a user would type it: --flag / --no-flag, a list as its items."""
     value = action.default
     if isinstance(action, argparse.BooleanOptionalAction):
@@ -83,7 +83,7 @@ def shown_default(action: argparse.Action) -> str:
 # flags read off the dataclasses
 
 
-def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str, exclude: tuple[str, ...] = (),
+def _add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str, exclude: tuple[str, ...] = (),
                 optional: tuple[str, ...] = ()) -> None:  # fmt: skip
     """A flag per field of ``cls`` (bar ``exclude``), stored as ``<key>.<field>`` for ``section_values`` to read;
     a field without a default is a required flag unless named in ``optional`` (the command then checks it)."""
@@ -99,20 +99,20 @@ def add_section(parser: argparse.ArgumentParser, key: str, cls: type, title: str
             required=missing and field.name not in optional,
             default=None if missing or (cls, field.name) == (RunOptions, "progress") else field.default,
             help=field.metadata.get("help", "").replace("%", "%%"),
-            **value_kind(field.name, hints[field.name], choices_of(field)),
+            **_value_kind(field.name, hints[field.name], _choices_of(field)),
         )
     if cls is RunOptions:
         group.add_argument("--quiet", dest="run.progress", action="store_false", help="no progress on stderr "
                            "(default: progress when stderr is a terminal)")  # fmt: skip
 
 
-def choices_of(field: dataclasses.Field) -> tuple | None:
+def _choices_of(field: dataclasses.Field) -> tuple | None:
     """A field's allowed values, from the constraint its dataclass declares (``config.OneOf``)."""
     check = field.metadata.get("check")
     return check.choices if isinstance(check, OneOf) else None
 
 
-def value_kind(name: str, hint: object, choices: tuple | None) -> dict:
+def _value_kind(name: str, hint: object, choices: tuple | None) -> dict:
     """add_argument's type, nargs, action or choices (and metavar) for the field ``name`` of type ``hint``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: None can only be the default
         (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
@@ -199,24 +199,24 @@ def build_parser() -> Parser:
     add_task(eta).add_argument(
         "--threshold", type=float, metavar="T", help="validation accuracy t a probe must reach (default: the dataset's)"
     )
-    add_section(eta, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA, optional=("depth", "width"))
+    _add_section(eta, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA, optional=("depth", "width"))
     module = eta.add_argument_group("any torch module instead of our MLP (milr_core/modules.py)")
     module.add_argument("--model", metavar="PACKAGE.MODULE:FACTORY", help="train the nn.Module this class or function "
                         "returns, e.g. milr_core.families:ConvNet; --depth and --width, if given, are passed to it, "
                         "and in_dim and out_dim (the dataset's) where it takes them")  # fmt: skip
     module.add_argument("--model-arg", action="append", default=[], type=model_arg, metavar="KEY=VALUE",
                         help="a keyword argument of the factory (repeatable); VALUE a Python literal, else text")  # fmt: skip
-    add_section(eta, "train", TrainConfig, "training of each probe (TrainConfig)")
-    add_section(eta, "search", SearchConfig, "search (SearchConfig)")
-    add_section(eta, "run", RunOptions, "how it runs (RunOptions)", ("workers",))
+    _add_section(eta, "train", TrainConfig, "training of each probe (TrainConfig)")
+    _add_section(eta, "search", SearchConfig, "search (SearchConfig)")
+    _add_section(eta, "run", RunOptions, "how it runs (RunOptions)", ("workers",))
     eta.add_argument("--ledger", action="store_true", help="include every probe in the JSON")
     add_out(eta)
 
     sharp = command("sharpness", commands.sharpness, "Measure lambda_1, the top Hessian eigenvalue of the loss at initialisation.")
     add_task(sharp)
-    add_section(sharp, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
-    add_section(sharp, "sharpness", SharpnessConfig, "measurement (SharpnessConfig)")
-    add_section(sharp, "run", RunOptions, "how it runs (RunOptions)", ("workers", "speculation", "lanes"))
+    _add_section(sharp, "network", NetworkSpec, "network (NetworkSpec)", SET_BY_DATA)
+    _add_section(sharp, "sharpness", SharpnessConfig, "measurement (SharpnessConfig)")
+    _add_section(sharp, "run", RunOptions, "how it runs (RunOptions)", ("workers", "speculation", "lanes"))
     add_out(sharp)
 
     sweep = command("sweep", commands.sweep, "Compute a grid (a YAML file) into a resumable result store.")
@@ -226,7 +226,7 @@ def build_parser() -> Parser:
                        "holding some of the grid's cells is refused)")  # fmt: skip
     sweep.add_argument("--executor", default="local", help="local (processes on this machine) or ray")
     add_size(sweep)
-    add_section(sweep, "run", RunOptions, "how it runs (RunOptions)")
+    _add_section(sweep, "run", RunOptions, "how it runs (RunOptions)")
 
     experiment = command("experiment", commands.experiment, "Compute or read a book experiment in its profile's store.")
     experiment.add_argument("name", help="an experiment (a grid file of milr_core/grids: power_law, sharpness, ...)")
@@ -241,11 +241,11 @@ def build_parser() -> Parser:
     part.add_argument("--seeds", nargs="+", type=int, metavar="INT")
     experiment.add_argument("--executor", default="local", help="local (processes on this machine) or ray")
     add_size(experiment)
-    add_section(experiment, "run", RunOptions, "how it runs (RunOptions)")
+    _add_section(experiment, "run", RunOptions, "how it runs (RunOptions)")
 
     predict = command("predict", commands.predict, "Predict eta* from the power law fitted to a store's eta* cells.")
     predict.add_argument("--dataset", required=True, choices=DATASETS, help="the dataset whose eta* cells are fitted")
-    add_section(predict, "network", NetworkSpec, "network (NetworkSpec)", (*SET_BY_DATA, "bias"))
+    _add_section(predict, "network", NetworkSpec, "network (NetworkSpec)", (*SET_BY_DATA, "bias"))
     predict.add_argument("--store", type=Path, metavar="FOLDER", help="result store folder (default: results/paper)")
     predict.add_argument("--min-depth", type=count, metavar="INT", help="fit only cells this deep (default: our "
                          "regime's, 4; 1 fits every depth)")  # fmt: skip
@@ -253,7 +253,7 @@ def build_parser() -> Parser:
                          "this (default: our regime's, 1/16)")  # fmt: skip
     predict.add_argument("--ci", type=fraction, default=0.95, metavar="FLOAT", help="level of the prediction interval")
     predict.add_argument("--full", action="store_true", help="the whole fit in the JSON, every fitted cell included")
-    add_section(predict, "run", RunOptions, "how it runs (RunOptions)", ("dtype", "speculation", "lanes", "workers",
+    _add_section(predict, "run", RunOptions, "how it runs (RunOptions)", ("dtype", "speculation", "lanes", "workers",
                                                                           "threads", "progress"))  # fmt: skip
     add_out(predict)
 
@@ -270,7 +270,7 @@ def build_parser() -> Parser:
 # running a command
 
 
-def emit(result: dict, out: Path | None) -> None:
+def _emit(result: dict, out: Path | None) -> None:
     """The result as strict JSON on stdout, and in ``out`` if given."""
     from milr_core.store import encode
 
@@ -280,12 +280,12 @@ def emit(result: dict, out: Path | None) -> None:
         out.write_text(text + "\n")
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as one line on stderr, without the source line Python adds."""
     print(f"warning: {message}", file=sys.stderr)
 
 
-def bad_input_errors() -> tuple[type[BaseException], ...]:
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
     """What a user can fix: a bad value, path, grid, missing data or a missing optional package."""
     data = sys.modules.get("milr_core.data")  # its errors can only have been raised if it was imported
     return (InputError, ValueError, LookupError, OSError, ImportError, *((data.DataError,) if data else ()))
@@ -314,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, interrupted) if main_thread else None
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = show_warning
+            warnings.showwarning = _show_warning
             args, unknown = build_parser().parse_known_args(argv)
             if unknown:
                 raise InputError(f"unrecognized arguments: {' '.join(unknown)[:200]} (see milr {args.command} --help)")
-            emit(args.handler(args), getattr(args, "out", None))
+            _emit(args.handler(args), getattr(args, "out", None))
         return 0
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args is not None and args.debug:
             traceback.print_exc()
-        if isinstance(error, bad_input_errors()):
+        if isinstance(error, _bad_input_errors()):
             print(f"error: {describe(error)}", file=sys.stderr)
             return 2
         print(f"error: {type(error).__name__}: {describe(error)} (--debug shows the traceback)", file=sys.stderr)

@@ -119,7 +119,7 @@ def authors(entry: dict[str, str]) -> str:
     return names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2 else f"{names[0]} et al."
 
 
-def reference_link(key: str, entry: dict[str, str], links: Links) -> str:
+def _reference_link(key: str, entry: dict[str, str], links: Links) -> str:
     if entry.get("eprint"):
         return f"https://arxiv.org/abs/{entry['eprint']}"
     if entry.get("url"):
@@ -135,7 +135,7 @@ def cite(keys: str, textual: bool, chapter: Context) -> str:
         entry = chapter.links.references.get(key)
         if entry is None:
             raise ColabError(f"{chapter.name}: no entry {key!r} in references.bib")
-        link = reference_link(key, entry, chapter.links)
+        link = _reference_link(key, entry, chapter.links)
         text = f"{authors(entry)} ({entry['year']})" if textual else f"{authors(entry)}, {entry['year']}"
         parts.append(f"[{text}]({link})")
     return "; ".join(parts) if textual else f"({'; '.join(parts)})"
@@ -183,7 +183,7 @@ def inline(text: str, chapter: Context) -> str:
 # directives
 
 
-def split_options(body: list[str]) -> tuple[dict[str, str], list[str]]:
+def _split_options(body: list[str]) -> tuple[dict[str, str], list[str]]:
     """A directive's ``:key: value`` lines and the rest (its content, leading blank lines dropped)."""
     options, rest = {}, list(body)
     while rest and (option := re.match(r"^:([\w-]+):\s*(.*)$", rest[0])):
@@ -196,10 +196,10 @@ def split_options(body: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def directive(name: str, argument: str, body: list[str], chapter: Context) -> list[str]:
     """One directive in plain Markdown, as lines."""
-    options, content = split_options(body)
+    options, content = _split_options(body)
     if name in ADMONITIONS:
         title = argument or name.capitalize()
-        lines = [f"**{inline(title, chapter)}**", ""] + convert_lines(content, chapter)
+        lines = [f"**{inline(title, chapter)}**", ""] + _convert_lines(content, chapter)
         return [f"> {line}".rstrip() for line in lines]
     if name == "glue:figure":
         figure = options.get("name", argument)
@@ -230,7 +230,7 @@ def blocks(lines: list[str]):
         index = end + 1
 
 
-def convert_lines(lines: list[str], chapter: Context) -> list[str]:
+def _convert_lines(lines: list[str], chapter: Context) -> list[str]:
     out: list[str] = []
     text: list[str] = []  # consecutive text lines, converted together (a role may wrap onto the next line)
     for block in [*blocks(lines), ("end", [])]:
@@ -249,17 +249,17 @@ def convert_lines(lines: list[str], chapter: Context) -> list[str]:
 
 def plain_markdown(source: str, chapter: Context) -> str:
     """One Markdown cell's MyST source in plain Markdown (see the module docstring)."""
-    return "\n".join(convert_lines(source.split("\n"), chapter))
+    return "\n".join(_convert_lines(source.split("\n"), chapter))
 
 
-def figure_numbers(notebook: nbformat.NotebookNode, number: int | None) -> dict[str, str]:
+def _figure_numbers(notebook: nbformat.NotebookNode, number: int | None) -> dict[str, str]:
     """Each ``{glue:figure}``'s name -> its number "C.N", in the order the chapter shows them."""
     names = []
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             for block in blocks(cell.source.split("\n")):
                 if block[0] == "directive" and block[1] == "glue:figure":
-                    names.append(split_options(block[3])[0].get("name", block[2]))
+                    names.append(_split_options(block[3])[0].get("name", block[2]))
     prefix = f"{number}." if number is not None else ""
     return {name: f"{prefix}{rank}" for rank, name in enumerate(names, 1)}
 
@@ -271,7 +271,7 @@ def colab_notebook(notebook: nbformat.NotebookNode, stem: str, links: Links) -> 
     """
     colab = copy.deepcopy(notebook)
     chapter = Context(stem, links.numbers.get(stem), links)
-    chapter.figures = figure_numbers(colab, chapter.number)
+    chapter.figures = _figure_numbers(colab, chapter.number)
     seen: dict[str, int] = {}
     for index, cell in enumerate(colab.cells):
         if cell.cell_type == "markdown":

@@ -38,14 +38,14 @@ def built(cls: type, args: argparse.Namespace, key: str, **extra):
                                 str(error))) from None  # fmt: skip
 
 
-def checked_network(args: argparse.Namespace) -> dict:
+def _checked_network(args: argparse.Namespace) -> dict:
     """The network section, checked (with placeholder ends, which the dataset fixes later)."""
     network = section_values(args, "network")
     built(NetworkSpec, args, "network", in_dim=1, out_dim=1)
     return network
 
 
-def data_options(args: argparse.Namespace) -> dict:
+def _data_options(args: argparse.Namespace) -> dict:
     """The dataset options the flags set (``--preprocessing``), checked without reading data."""
     from milr_core.data import check_options
 
@@ -56,7 +56,7 @@ def data_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def check_fits_data(name: str, options: dict, configs) -> None:
+def _check_fits_data(name: str, options: dict, configs) -> None:
     """Refuse a batch or a sharpness subset larger than the training set, from its known size (no file is read)."""
     from milr_core.grid import check_sizes
 
@@ -65,7 +65,7 @@ def check_fits_data(name: str, options: dict, configs) -> None:
     check_sizes(sections, [name], {name: options}, "error")
 
 
-def check_out(path: Path | None) -> None:
+def _check_out(path: Path | None) -> None:
     """Refuse an --out path that cannot be written, before the computation."""
     if path is None:
         return
@@ -76,7 +76,7 @@ def check_out(path: Path | None) -> None:
         raise PermissionError(f"--out {path}: the folder {path.parent} is not writable")
 
 
-def prepared_device(run: RunOptions) -> str:
+def _prepared_device(run: RunOptions) -> str:
     """The device to compute on, refused if torch sees no such device; torch's threads pinned, TF32 as asked."""
     from milr_core.runtime import pin_threads, resolve_device, set_precision
 
@@ -86,33 +86,33 @@ def prepared_device(run: RunOptions) -> str:
     return device
 
 
-def check_cell_memory(args, network: dict, kind: str, sections: dict, options: RunOptions, device: str) -> None:
+def _check_cell_memory(args, network: dict, kind: str, sections: dict, options: RunOptions, device: str) -> None:
     """Refuse a network whose seeds, batched, do not fit in the device's memory (before any data is read)."""
     from milr_core import preflight
 
-    n_train, n_val, in_dim, classes = preflight.data_shape(args.dataset, data_options(args))
+    n_train, n_val, in_dim, classes = preflight.data_shape(args.dataset, _data_options(args))
     net = NetworkSpec(**network, in_dim=in_dim, out_dim=classes)
     replicas = options.lanes or args.seeds * (2 ** (options.speculation or 1) - 1)
     need = preflight.cell_memory(kind, sections, net, replicas, options.dtype, (n_train + n_val) * in_dim)
     preflight.check_memory(f"{args.dataset} depth {net.depth} width {net.width} ({replicas} replicas)", need, device)
 
 
-def command_run(args: argparse.Namespace, options: RunOptions, kind: str, sections: dict, threshold=None):
+def _command_run(args: argparse.Namespace, options: RunOptions, kind: str, sections: dict, threshold=None):
     """The ``Run`` of an eta-star or sharpness command: every check done, threads pinned, then the data loaded and
     device, k and lanes resolved."""
     from milr_core.data import load_dataset
     from milr_core.runtime import make_run
 
-    network = checked_network(args)
+    network = _checked_network(args)
     check_seeds(range(args.seeds), "--seeds")
-    device = prepared_device(options)
-    check_cell_memory(args, network, kind, sections, options, device)
-    dataset = load_dataset(args.dataset, **data_options(args))
+    device = _prepared_device(options)
+    _check_cell_memory(args, network, kind, sections, options, device)
+    dataset = load_dataset(args.dataset, **_data_options(args))
     net = NetworkSpec(**network, in_dim=dataset.in_dim, out_dim=dataset.n_classes)
     return make_run(dataset, net, range(args.seeds), threshold, options)
 
 
-def module_run(args: argparse.Namespace, options: RunOptions, threshold=None):
+def _module_run(args: argparse.Namespace, options: RunOptions, threshold=None):
     """The ``Run`` of ``eta-star --model``: the factory imported, its module built under seed 0 and checked against
     the dataset's shape (``modules.ModuleReplicas``) before any data is read; then the data loaded."""
     import dataclasses
@@ -129,9 +129,9 @@ def module_run(args: argparse.Namespace, options: RunOptions, threshold=None):
         raise ValueError(f"--{mlp_only[0].replace('_', '-')} sets our MLP; with --model, pass the factory's own "
                          "arguments as --model-arg KEY=VALUE")  # fmt: skip
     check_seeds(range(args.seeds), "--seeds")
-    prepared_device(options)
+    _prepared_device(options)
     factory = load_factory(args.model)
-    _, _, in_dim, classes = data_shape(args.dataset, data_options(args))
+    _, _, in_dim, classes = data_shape(args.dataset, _data_options(args))
     model_args = {name: value for name, value in (("in_dim", in_dim), ("out_dim", classes)) if accepts(factory, name)}
     for name in ("depth", "width"):
         if network[name] is not None:
@@ -139,7 +139,7 @@ def module_run(args: argparse.Namespace, options: RunOptions, threshold=None):
                 raise ValueError(f"--{name}: {args.model} takes no argument {name!r}")
             model_args[name] = network[name]
     replicas = ModuleReplicas(factory, model_args | dict(args.model_arg), in_dim=in_dim, out_dim=classes, name=args.model)
-    dataset = load_dataset(args.dataset, **data_options(args))
+    dataset = load_dataset(args.dataset, **_data_options(args))
     return make_run(dataset, replicas, range(args.seeds), threshold, options)
 
 
@@ -152,15 +152,15 @@ def eta_star(args: argparse.Namespace) -> dict:
     check_threshold(args.threshold)
     train, search = built(TrainConfig, args, "train"), built(SearchConfig, args, "search")
     options = built(RunOptions, args, "run")
-    check_fits_data(args.dataset, data_options(args), [train])
-    check_out(args.out)
+    _check_fits_data(args.dataset, _data_options(args), [train])
+    _check_out(args.out)
     if args.model:
-        run = module_run(args, options, args.threshold)
+        run = _module_run(args, options, args.threshold)
     else:
         missing = [f"--{name}" for name in ("depth", "width") if getattr(args, f"network.{name}") is None]
         if missing:
             raise ValueError(f"the following arguments are required: {', '.join(missing)} (or --model)")
-        run = command_run(args, options, "eta_star", {"train": train, "search": search}, args.threshold)
+        run = _command_run(args, options, "eta_star", {"train": train, "search": search}, args.threshold)
 
     import torch
 
@@ -180,9 +180,9 @@ def sharpness(args: argparse.Namespace) -> dict:
     """lambda_1 (and what the sharpness section adds) of one network per seed, at initialisation."""
     config = built(SharpnessConfig, args, "sharpness")
     options = built(RunOptions, args, "run")
-    check_fits_data(args.dataset, data_options(args), [config])
-    check_out(args.out)
-    run = command_run(args, options, "sharpness", {"sharpness": config})
+    _check_fits_data(args.dataset, _data_options(args), [config])
+    _check_out(args.out)
+    run = _command_run(args, options, "sharpness", {"sharpness": config})
 
     from milr_core.sharpness import sharpness_at_init
 
@@ -190,7 +190,7 @@ def sharpness(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "data_source": run.dataset.meta["source"], "device": run.device, "seeds": seeds}
 
 
-def check_grid_size(grid, options: RunOptions, device: str, large: bool) -> None:
+def _check_grid_size(grid, options: RunOptions, device: str, large: bool) -> None:
     """A grid refused above the stated size without --large, or if its largest cell does not fit in memory; its size
     and estimated hours announced on stderr with the progress (a terminal, or --progress)."""
     from milr_core import preflight
@@ -211,8 +211,8 @@ def sweep(args: argparse.Namespace) -> dict:
     store = args.store or default_store(grid.name)
     if store.exists() and not store.is_dir():
         raise ValueError(f"--store {store} is a file, not a result store folder")
-    device = prepared_device(options)
-    check_grid_size(grid, options, device, args.large)
+    device = _prepared_device(options)
+    _check_grid_size(grid, options, device, args.large)
     frame = run_sweep(grid, store, run=options, executor=args.executor, resume=args.resume, progress=options.progress)
     return {"grid": grid.name, "store": str(store), "cells": grid.n_cells, "stored": len(frame)}
 
@@ -226,10 +226,10 @@ def experiment(args: argparse.Namespace) -> dict:
     options = built(RunOptions, args, "run")
     part = {key: getattr(args, key) for key in PARTS if getattr(args, key) is not None}
     if args.compute:
-        device = prepared_device(options)
+        device = _prepared_device(options)
         for grid in experiment_grids(args.name, args.profile):
             if (cut := restricted(grid, part)) is not None:
-                check_grid_size(cut, options, device, args.large)
+                _check_grid_size(cut, options, device, args.large)
     frame = run_experiment(args.name, args.profile, compute=args.compute, part=part, run=options, executor=args.executor)
     grids = frame.groupby("grid", sort=False)[["grid_cells", "grid_stored"]].first()
     return {
@@ -242,9 +242,9 @@ def experiment(args: argparse.Namespace) -> dict:
 def predict(args: argparse.Namespace) -> dict:
     """eta* predicted from a store's power law (fitted over our regime unless asked otherwise), with its interval; the
     fit's summary (``--full``: every fitted cell); warnings go to stderr, one line each."""
-    network = checked_network(args)
-    check_out(args.out)
-    prepared_device(built(RunOptions, args, "run", progress=False))
+    network = _checked_network(args)
+    _check_out(args.out)
+    _prepared_device(built(RunOptions, args, "run", progress=False))
 
     from milr_core.fit import MAX_DEPTH_OVER_WIDTH, MIN_DEPTH
     from milr_core.predict import eta_star_frame, predict_eta_star

@@ -64,7 +64,7 @@ def check_threshold(threshold: float | None) -> None:
         raise ValueError(f"threshold must lie in (0, 1), got {brief(threshold)}")
 
 
-def check_device(device: str) -> None:
+def _check_device(device: str) -> None:
     if device not in DEVICES and not (isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(f"unknown device {brief(device)}; known: auto, cpu, cuda, cuda:N")
 
@@ -320,7 +320,7 @@ class RunOptions:
     progress: bool = setting("show progress bars on stderr", default=False)
 
     def __post_init__(self) -> None:
-        check_device(self.device)
+        _check_device(self.device)
         check_fields(self, "run")
 
 
@@ -351,7 +351,7 @@ class Run:
         threshold = self.dataset.default_threshold if self.threshold is None else self.threshold
         check_threshold(threshold)
         object.__setattr__(self, "threshold", float(threshold))
-        check_device(self.device)
+        _check_device(self.device)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {brief(self.dtype)}")
         if not Range(1, 6, integer=True).holds(self.speculation):

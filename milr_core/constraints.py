@@ -17,7 +17,7 @@ from typing import Any
 
 from milr_core.brief import brief
 
-def is_number(value: object) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -32,7 +32,7 @@ class Range:
     integer: bool = False
 
     def holds(self, value: object) -> bool:
-        if not is_number(value) or (self.integer and not isinstance(value, int)):
+        if not _is_number(value) or (self.integer and not isinstance(value, int)):
             return False
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)

@@ -254,7 +254,7 @@ class EigenResult:
         return {k: v for k, v in asdict(self).items() if k != "eigenvector"}
 
 
-def check_solver_args(method: str, tol: float, max_iter: int | None) -> None:
+def _check_solver_args(method: str, tol: float, max_iter: int | None) -> None:
     if method not in EIGEN_METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(EIGEN_METHODS)}")
     if not tol > 0:
@@ -269,7 +269,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def true_residual(operator: LinearOperator, vector: torch.Tensor, value: float) -> float:
+def _true_residual(operator: LinearOperator, vector: torch.Tensor, value: float) -> float:
     return (operator.matvec(vector) - value * vector).norm().item() / max(abs(value), 1e-300)
 
 
@@ -288,10 +288,10 @@ def top_hessian_eigenvalue(
     is drawn from ``seed``. If the true residual stays above ``tol`` in the operator's float32 arithmetic,
     the solve continues in float64 (``float64_fallback``), starting from the float32 answer.
     """
-    check_solver_args(method, tol, max_iter)
+    _check_solver_args(method, tol, max_iter)
     steps = DEFAULT_MAX_ITER[method] if max_iter is None else max_iter
     start = torch.randn(operator.n_params, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    solve = lanczos if method == "lanczos" else top_by_power_iteration
+    solve = lanczos if method == "lanczos" else _top_by_power_iteration
     synchronize(operator.device)
     began = time.perf_counter()
     value, residual, products, vector = solve(operator, start.to(operator.device, operator.dtype), tol, steps)
@@ -325,7 +325,7 @@ def power_iteration(
     return value.item(), residual, step, v
 
 
-def top_by_power_iteration(operator: LinearOperator, v: torch.Tensor, tol: float, max_iter: int) -> tuple[float, float, int, torch.Tensor]:
+def _top_by_power_iteration(operator: LinearOperator, v: torch.Tensor, tol: float, max_iter: int) -> tuple[float, float, int, torch.Tensor]:
     """Power iteration for the largest *algebraic* eigenvalue: if the dominant one is negative (lambda_min beats
     lambda_max in magnitude), iterate again on A - lambda_min I, whose dominant eigenvalue is lambda_max - lambda_min."""
     value, residual, products, vector = power_iteration(operator, v, tol, max_iter)
@@ -358,13 +358,13 @@ def lanczos(operator: LinearOperator, q: torch.Tensor, tol: float, max_iter: int
         for _ in range(2):  # "twice is enough" for a vector orthogonal to the basis to working precision
             w = w - basis[: m + 1].T @ (basis[: m + 1] @ w)
         betas.append(w.norm())
-        theta, s = top_ritz_pair(alphas, betas)
+        theta, s = _top_ritz_pair(alphas, betas)
         estimate = abs(betas[-1].item() * s[-1].item()) / max(abs(theta), 1e-300)
         last = m + 1 == n_steps or betas[-1].item() == 0.0
         if (estimate <= tol and m >= next_check) or last:
             vector = basis[: m + 1].T @ s.to(device=q.device, dtype=q.dtype)
             vector = vector / vector.norm()
-            residual = true_residual(operator, vector, theta)
+            residual = _true_residual(operator, vector, theta)
             products += 1
             if residual <= tol or last or residual >= 0.5 * best[0]:  # converged, out of steps, or at the floor
                 if residual < best[0]:
@@ -379,7 +379,7 @@ def lanczos(operator: LinearOperator, q: torch.Tensor, tol: float, max_iter: int
     return theta, residual, products, vector
 
 
-def top_ritz_pair(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
+def _top_ritz_pair(alphas: list[torch.Tensor], betas: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
     """Largest eigenvalue and its eigenvector of the Lanczos tridiagonal matrix (tiny, solved on the CPU)."""
     diagonal = torch.stack(alphas).to("cpu", torch.float64)
     off = torch.stack(betas[:-1]).to("cpu", torch.float64) if len(betas) > 1 else diagonal[:0]

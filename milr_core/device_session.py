@@ -205,7 +205,7 @@ def run_fill(profile: str, device: str, threads: int, store: ResultStore, out: P
 # summary
 
 
-def summarise(record: dict) -> dict:
+def _summarise(record: dict) -> dict:
     """A record in one line: kind, cell, its main result and wall time."""
     result, cell = record["result"], record["cell"]
     keep = ("status", "eta_star", "lambda_1", "lambda_1_eff", "late_max_lr")
@@ -214,7 +214,7 @@ def summarise(record: dict) -> dict:
             "wall_s": record["provenance"]["wall_time_s"]}  # fmt: skip
 
 
-def whole_profile_estimate(speed: Speed, device: str, references: ResultStore | None, packing: bool) -> dict:
+def _whole_profile_estimate(speed: Speed, device: str, references: ResultStore | None, packing: bool) -> dict:
     """The planner's estimate of the whole paper profile from an empty store on this device (work per cell from the
     ``references``' ledgers where they have a sibling)."""
     calls = plan_calls(missing_groups("paper", None), speed.lanes, packing)
@@ -242,11 +242,11 @@ def run_summary(profile: str, device: str, store: ResultStore, out: Path, export
     remains = missing_groups(profile, store)
     left = Planner(speed, store).announce(plan_calls(remains, speed.lanes, packing), device, f"what the {profile} store lacks")
     paper = store if profile == "paper" else ResultStore(ROOT / "results" / "paper") if (ROOT / "results" / "paper").is_dir() else None
-    whole = whole_profile_estimate(speed, device, paper, packing)
+    whole = _whole_profile_estimate(speed, device, paper, packing)
     summary = {
         "profile": profile, "device": device, "filled_records": len(new),
         "filled_this_session": fill.get("filled_records", 0), "records_per_minute": fill.get("records_per_minute"),
-        "reference": reference_rate(), "filled_cells": [summarise(store.get(h)) for h in sorted(new) if store.has(h)],
+        "reference": reference_rate(), "filled_cells": [_summarise(store.get(h)) for h in sorted(new) if store.has(h)],
         "coverage": table.to_dict("records"), "remaining_cells": int(table["remaining"].sum()),
         "remaining_groups": len(remains), "remaining_estimate": left, "paper_profile_estimate": whole,
         "next_groups": [{k: g.describe()[k] for k in ("grid", "variant", "dataset", "depth", "width", "seeds")}

@@ -29,12 +29,12 @@ from milr_core.modules import ModuleReplicas, accepts, load_factory
 from milr_core.network import NetworkSpec, parameter_lr_multipliers
 
 
-def input_factor(module: nn.Module, prefixes: tuple[str, ...], factor: float) -> dict[str, float]:
+def _input_factor(module: nn.Module, prefixes: tuple[str, ...], factor: float) -> dict[str, float]:
     """{name: factor} for the parameters under ``prefixes``: a module's ``lr_multipliers`` (``modules.py``)."""
     return {name: factor for name, _ in module.named_parameters() if name.startswith(prefixes)}
 
 
-def he_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
+def _he_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
     """He (Kaiming) normal initialisation, N(0, 2 / fan_in), in place; the paper's for ReLU layers."""
     with torch.no_grad():
         return weight.normal_(0.0, math.sqrt(2.0 / fan_in))
@@ -110,9 +110,9 @@ class ConvNet(nn.Module):
                                    [nn.Conv2d(width, width, 3, padding=1) for _ in range(depth - 1)])  # fmt: skip
         self.head = nn.Linear(width, out_dim)
         for layer in [*self.convs, self.head]:
-            he_normal_(layer.weight, layer.weight[0].numel())
+            _he_normal_(layer.weight, layer.weight[0].numel())
             nn.init.zeros_(layer.bias)
-        self.lr_multipliers = input_factor(self, ("convs.0.",), input_lr_factor)
+        self.lr_multipliers = _input_factor(self, ("convs.0.",), input_lr_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.view(-1, *self.shape)
@@ -170,9 +170,9 @@ class PatchTransformer(nn.Module):
         self.norm, self.head = nn.LayerNorm(width), nn.Linear(self.tokens * width, out_dim)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                he_normal_(module.weight, module.in_features)
+                _he_normal_(module.weight, module.in_features)
                 nn.init.zeros_(module.bias)
-        self.lr_multipliers = input_factor(self, ("embed.", "position"), input_lr_factor)
+        self.lr_multipliers = _input_factor(self, ("embed.", "position"), input_lr_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, p = self.side // self.patch, self.patch
@@ -190,7 +190,7 @@ FAMILIES = {"mlp": FullyConnected, "cnn": ConvNet, "transformer": PatchTransform
 # a family in a sweep
 
 
-def family_factory(family: str):
+def _family_factory(family: str):
     """A family's class by its name in ``FAMILIES``, or any factory ``package.module:name``."""
     if family in FAMILIES:
         return FAMILIES[family]
@@ -201,7 +201,7 @@ def family_factory(family: str):
 
 def check_family(model: ModelConfig) -> None:
     """The family exists and takes depth, width, in_dim, out_dim and every argument given (no module is built)."""
-    factory = family_factory(model.family)
+    factory = _family_factory(model.family)
     for name in ("depth", "width", "in_dim", "out_dim", *model.args):
         if not accepts(factory, name):
             raise ValueError(f"model family {model.family} takes no argument {name!r}")
@@ -211,7 +211,7 @@ def family_replicas(model: ModelConfig, depth: int, width: int, in_dim: int, out
                     batching: str = "vmap") -> ModuleReplicas:  # fmt: skip
     """The replicas of the family's network of this depth and width on data of this shape."""
     args = {"depth": depth, "width": width, "in_dim": in_dim, "out_dim": out_dim, **model.args}
-    return ModuleReplicas(family_factory(model.family), args, in_dim=in_dim, out_dim=out_dim, name=model.family,
+    return ModuleReplicas(_family_factory(model.family), args, in_dim=in_dim, out_dim=out_dim, name=model.family,
                           batching=batching)  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def interval(row: pd.Series, value: str, low: str, high: str, digits: int = 2, s
     return f"{row[value]:{form}} [{row[low]:{form}}, {row[high]:{form}}]"
 
 
-def value_range(values: pd.Series, digits: int = 2) -> str:
+def _value_range(values: pd.Series, digits: int = 2) -> str:
     """"0.31–4.2": the range of a series, or "–" when it is empty."""
     values = pd.to_numeric(values, errors="coerce").dropna()
     return "–" if values.empty else f"{significant(values.min(), digits)}–{significant(values.max(), digits)}"
@@ -238,8 +238,8 @@ def late_text(networks: pd.DataFrame) -> str:
     kind = "effective" if field == "lambda_1_eff" else "raw"
     later = networks[f"late_{field}"].dropna()
     return (f"Over the {len(networks)} networks and both pretraining lengths, the late product η_late·λ₁(θ_T) "
-            f"({kind}) has median {significant(later.median(), 3)} and ranges over {value_range(later)}, while "
-            f"η*·λ₁(θ₀) ranges over {value_range(networks[f'init_{field}'])}. The late learning rate is a median "
+            f"({kind}) has median {significant(later.median(), 3)} and ranges over {_value_range(later)}, while "
+            f"η*·λ₁(θ₀) ranges over {_value_range(networks[f'init_{field}'])}. The late learning rate is a median "
             f"{significant(networks['ratio'].astype(float).median(), 2)} times η*.")  # fmt: skip
 
 
@@ -248,8 +248,8 @@ def sharpness_text(joined: pd.DataFrame, relation: pd.DataFrame) -> str:
     effective = relation.dropna(subset=["closest to constant"])
     effective = effective[effective["sharpness"] == "effective"]
     above = int((joined["eta_lambda_eff"] > 2).sum()) if "eta_lambda_eff" in joined else 0
-    return (f"Over the {len(joined)} networks with both numbers, η*·λ₁ ranges over {value_range(joined['eta_lambda'])} "
-            f"with the raw λ₁ and over {value_range(joined.get('eta_lambda_eff', pd.Series(dtype=float)))} with the "
+    return (f"Over the {len(joined)} networks with both numbers, η*·λ₁ ranges over {_value_range(joined['eta_lambda'])} "
+            f"with the raw λ₁ and over {_value_range(joined.get('eta_lambda_eff', pd.Series(dtype=float)))} with the "
             f"effective one; {above} of them start training above 2/λ₁ (effective). The effective product is the "
             f"closer to constant in {int(effective['closest to constant'].astype(bool).sum())} of {len(effective)} "
             "datasets.")  # fmt: skip
@@ -296,7 +296,7 @@ def window_text(window: pd.DataFrame) -> str:
     product = pd.to_numeric(window["eta_lambda_eff"], errors="coerce").dropna()
     inside = int(((product >= low) & (product < high)).sum())
     return (f"Over the {len(product)} networks of the `catapult` experiment with both numbers, η*·λ₁ (effective) has "
-            f"median {significant(product.median()) if len(product) else '–'} and ranges over {value_range(product, 3)}; "
+            f"median {significant(product.median()) if len(product) else '–'} and ranges over {_value_range(product, 3)}; "
             f"{inside} of them lie in the window.")  # fmt: skip
 
 

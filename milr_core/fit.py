@@ -92,7 +92,7 @@ class PowerLawFit:
         return {**asdict(self), "alpha": self.alpha, "alpha_ci": list(self.alpha_ci)}
 
 
-def distinct_values(cells: Cells, values: np.ndarray, what: str, needed: int = 2) -> None:
+def _distinct_values(cells: Cells, values: np.ndarray, what: str, needed: int = 2) -> None:
     if len(np.unique(values[cells.side == 0])) < needed:
         raise ValueError(f"the fit needs at least {needed} distinct {what} among the cells with a value, got "
                          f"{len(cells.logs) - cells.n_censored} such cell(s)")  # fmt: skip
@@ -114,7 +114,7 @@ def fit_power_law(
     """
     cells = cell_values(frame, quantity)
     log_x = np.log(cells.table["depth"].to_numpy(float) * cells.table["width"].to_numpy(float))
-    distinct_values(cells, log_x, "depth * width values")
+    _distinct_values(cells, log_x, "depth * width values")
     design = np.stack([log_x, np.ones_like(log_x)], axis=1)
     fit = regress(cells, design, n_bootstrap, seed)
     log_c_ci = fit.interval(np.array([0.0, 1.0]), n_bootstrap, ci)
@@ -185,7 +185,7 @@ def fit_in_regime(
     return fit_power_law(frame[in_regime(frame, min_depth, max_depth_over_width)], quantity, **options)
 
 
-def cutoff_label(max_depth_over_width: float) -> str:
+def _cutoff_label(max_depth_over_width: float) -> str:
     return "none" if math.isinf(max_depth_over_width) else f"1/{round(1 / max_depth_over_width)}"
 
 
@@ -206,7 +206,7 @@ def cutoff_sweep(
     rows = []
     for min_depth in min_depths:
         for cutoff in cutoffs:
-            row = {"min_depth": min_depth, "max_depth_over_width": cutoff, "cutoff": cutoff_label(cutoff),
+            row = {"min_depth": min_depth, "max_depth_over_width": cutoff, "cutoff": _cutoff_label(cutoff),
                    "our_rule": min_depth == MIN_DEPTH and cutoff == MAX_DEPTH_OVER_WIDTH}  # fmt: skip
             try:
                 fit = fit_in_regime(frame, quantity, min_depth=min_depth, max_depth_over_width=cutoff, **options)
@@ -246,7 +246,7 @@ def narrow_misfit(
     narrow_rows = (frame["depth"] >= MIN_DEPTH) & ~in_regime(frame)
     regime = cell_values(frame[in_regime(frame)], quantity)
     log_x = np.log(regime.table["depth"].to_numpy(float) * regime.table["width"].to_numpy(float))
-    distinct_values(regime, log_x, "depth * width values in the regime")
+    _distinct_values(regime, log_x, "depth * width values in the regime")
     fit = regress(regime, np.stack([log_x, np.ones_like(log_x)], axis=1), n_bootstrap, seed)
     narrow = cell_values(frame[narrow_rows], quantity)
     measured = narrow.side == 0
@@ -299,8 +299,8 @@ def fit_product_form(
     cells = cell_values(frame, quantity)
     log_d = np.log(cells.table["depth"].to_numpy(float))
     log_w = np.log(cells.table["width"].to_numpy(float))
-    distinct_values(cells, log_d, "depths")
-    distinct_values(cells, log_w, "widths")
+    _distinct_values(cells, log_d, "depths")
+    _distinct_values(cells, log_w, "widths")
     design = np.stack([log_d, log_w, np.ones_like(log_d)], axis=1)
     fit = regress(cells, design, n_bootstrap, seed)
     a, b = (float(v) for v in fit.coefficients[:2])

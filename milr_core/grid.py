@@ -111,16 +111,16 @@ class Grid:
 # schema read off the dataclasses
 
 
-def fields_of(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, tuple[object, object]]:
+def _fields_of(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, tuple[object, object]]:
     """{field: (type hint, default)} of a dataclass."""
     hints = typing.get_type_hints(cls)
     return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(cls) if f.name not in exclude}
 
 
-SCHEMA = {"network": fields_of(NetworkSpec, SHAPE), **{name: fields_of(cls) for name, cls in SECTIONS.items()}}
+SCHEMA = {"network": _fields_of(NetworkSpec, SHAPE), **{name: _fields_of(cls) for name, cls in SECTIONS.items()}}
 
 
-def type_name(hint: object) -> str:
+def _type_name(hint: object) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
@@ -143,19 +143,19 @@ def checked(value: object, hint: object, where: str) -> object:
         return None
     elif isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
-    raise GridError(f"{where} must be {type_name(hint)}, got {brief(value)}")
+    raise GridError(f"{where} must be {_type_name(hint)}, got {brief(value)}")
 
 
-def checked_keys(given: dict, allowed, where: str) -> None:
+def _checked_keys(given: dict, allowed, where: str) -> None:
     unknown = sorted(set(given) - set(allowed), key=str)
     if unknown:
         raise GridError(f"{where}: unknown key(s) {listing(unknown)}; allowed: {', '.join(allowed)}")
 
 
-def checked_section(name: str, given: object, where: str) -> dict:
+def _checked_section(name: str, given: object, where: str) -> dict:
     """A section's keys and types (values are checked once the variant's settings are merged)."""
     given = checked(given, dict, where)
-    checked_keys(given, SCHEMA[name], where)
+    _checked_keys(given, SCHEMA[name], where)
     return {key: checked(value, SCHEMA[name][key][0], f"{where}.{key}") for key, value in given.items()}
 
 
@@ -163,7 +163,7 @@ def checked_section(name: str, given: object, where: str) -> dict:
 # loading
 
 
-def check_name(name: object, where: str) -> str:
+def _check_name(name: object, where: str) -> str:
     """A grid's name, if it is one (see the module docstring); GridError otherwise."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise GridError(f"{where}: name must be letters, digits, '_', '-' or '.' (not first), at most 100 "
@@ -173,12 +173,12 @@ def check_name(name: object, where: str) -> str:
 
 def default_store(name: str, root: Path = RESULTS) -> Path:
     """The store of a grid run without --store: ``root / name``, a folder directly inside ``root``, never elsewhere."""
-    store = root / check_name(name, "grid")
+    store = root / _check_name(name, "grid")
     assert store.parent == root and store.name == name  # what NAME guarantees: no separator, no "..", not empty
     return store
 
 
-def read_grid(source: dict | str | Path) -> tuple[dict, str, str]:
+def _read_grid(source: dict | str | Path) -> tuple[dict, str, str]:
     """(the raw mapping, where it came from for messages, its default name)."""
     if not isinstance(source, (str, Path)):
         return source, "grid", "sweep"
@@ -198,10 +198,10 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
     """Parse and check a grid (a YAML file, a mapping, or an already checked Grid). Raises GridError."""
     if isinstance(source, Grid):
         return source
-    raw, where, default_name = read_grid(source)
+    raw, where, default_name = _read_grid(source)
     if not isinstance(raw, dict):
         raise GridError(f"{where} must be a mapping of settings, got {type(raw).__name__}")
-    checked_keys(raw, TOP_KEYS, where)
+    _checked_keys(raw, TOP_KEYS, where)
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise GridError(f"{where} lacks the required key(s) {', '.join(missing)}")
@@ -212,7 +212,7 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
     unread = [s for s in SECTIONS if s in raw and s not in KIND_SECTIONS[kind]]
     if unread:
         raise GridError(f"{where}: kind {kind} does not read the section(s) {', '.join(unread)}")
-    name = check_name(raw.get("name", default_name), where)
+    name = _check_name(raw.get("name", default_name), where)
     for key in ("datasets", "depths", "widths", "seeds"):
         values = raw[key]
         if not values:
@@ -229,15 +229,15 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
     if unknown:
         raise GridError(f"{where}: unknown dataset(s) {listing(unknown, bare=True)}; known: {', '.join(DATASETS)}")
     data = raw.get("data", {})
-    checked_keys(data, DATA_LOCATION, f"{where}: data")
+    _checked_keys(data, DATA_LOCATION, f"{where}: data")
     base = {
-        "network": checked_section("network", raw.get("network", {}), f"{where}: network"),
-        **{s: checked_section(s, raw.get(s, {}), f"{where}: {s}") for s in KIND_SECTIONS[kind]},
+        "network": _checked_section("network", raw.get("network", {}), f"{where}: network"),
+        **{s: _checked_section(s, raw.get(s, {}), f"{where}: {s}") for s in KIND_SECTIONS[kind]},
         "threshold": raw.get("threshold"), "dtype": raw.get("dtype", "float32"),
-        "dataset_options": checked_options(raw.get("dataset_options", {}), raw["datasets"], f"{where}: dataset_options"),
+        "dataset_options": _checked_options(raw.get("dataset_options", {}), raw["datasets"], f"{where}: dataset_options"),
     }  # fmt: skip
     variants = [
-        resolve_variant(kind, base, raw["datasets"], v, f"{where}: variants[{i}]")
+        _resolve_variant(kind, base, raw["datasets"], v, f"{where}: variants[{i}]")
         for i, v in enumerate(raw.get("variants", [{"name": "base"}]))
     ]
     if not variants:
@@ -248,11 +248,11 @@ def load_grid(source: dict | str | Path | Grid) -> Grid:
     return Grid(name, kind, raw["datasets"], raw["depths"], raw["widths"], raw["seeds"], variants, data)
 
 
-def checked_options(options: dict, datasets: list[str], where: str) -> dict[str, dict]:
+def _checked_options(options: dict, datasets: list[str], where: str) -> dict[str, dict]:
     """Per-dataset options, keys and values checked by the data layer without reading any data."""
     from milr_core.data import DataError, check_options
 
-    checked_keys(options, datasets, f"{where} (keys are the grid's datasets)")
+    _checked_keys(options, datasets, f"{where} (keys are the grid's datasets)")
     resolved = {}
     for name in datasets:
         given = checked(options.get(name, {}), dict, f"{where}.{name}")
@@ -263,10 +263,10 @@ def checked_options(options: dict, datasets: list[str], where: str) -> dict[str,
     return resolved
 
 
-def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object, where: str) -> Variant:
+def _resolve_variant(kind: str, base: dict, datasets: list[str], variant: object, where: str) -> Variant:
     """A variant's settings: the grid's, each section updated key by key with the variant's, then checked."""
     variant = checked(variant, dict, where)
-    checked_keys(variant, VARIANT_KEYS, where)
+    _checked_keys(variant, VARIANT_KEYS, where)
     name = variant.get("name")
     if not isinstance(name, str) or not name:
         raise GridError(f"{where} needs a name (a non-empty string)")
@@ -276,7 +276,7 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     unread = [s for s in SECTIONS if s in variant and s not in KIND_SECTIONS[kind]]
     if unread:
         raise GridError(f"{where}: kind {kind} does not read the section(s) {', '.join(unread)}")
-    merged = {s: {**base[s], **checked_section(s, variant.get(s, {}), f"{where}.{s}")} for s in ("network", *KIND_SECTIONS[kind])}
+    merged = {s: {**base[s], **_checked_section(s, variant.get(s, {}), f"{where}.{s}")} for s in ("network", *KIND_SECTIONS[kind])}
     if kind in MODEL_KINDS and merged["network"]:
         raise GridError(f"{where}: kind {kind} reads no network section; the model section's args are the family's")
     threshold = checked(variant.get("threshold", base["threshold"]), TOP_KEYS["threshold"], f"{where}.threshold")
@@ -285,7 +285,7 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
     if "dataset_options" in variant:
         extra = checked(variant["dataset_options"], dict, f"{where}.dataset_options")
         given = {d: {**options[d], **extra.get(d, {})} for d in datasets}
-        options = checked_options({d: o for d, o in given.items()}, datasets, f"{where}.dataset_options")
+        options = _checked_options({d: o for d, o in given.items()}, datasets, f"{where}.dataset_options")
     try:
         check_threshold(threshold)
         if dtype not in DTYPES:
@@ -294,13 +294,13 @@ def resolve_variant(kind: str, base: dict, datasets: list[str], variant: object,
         sections = {s: SECTIONS[s](**merged[s]) for s in KIND_SECTIONS[kind]}
     except (ValueError, TypeError) as error:
         raise GridError(f"{where}: {clip(str(error), 300)}") from None
-    check_kind(kind, sections, where)
+    _check_kind(kind, sections, where)
     check_sizes(sections, datasets, options, where)
     network = {} if kind in MODEL_KINDS else {key: value for key, value in network.items() if key not in SHAPE}
     return Variant(name, network, sections, threshold if kind in TRAINED else None, dtype, options)
 
 
-def check_kind(kind: str, sections: dict, where: str) -> None:
+def _check_kind(kind: str, sections: dict, where: str) -> None:
     """Checks across sections that one kind needs."""
     if kind == "catapult" and (sections["train"].loss, sections["sharpness"].loss) != ("mse", "mse"):
         raise GridError(f"{where}: the catapult window is an MSE picture: train.loss and sharpness.loss must be mse")

@@ -30,7 +30,7 @@ def ksection_plan(search: SeedSearch, config: SearchConfig) -> list[float]:
 def ksection_observe(search: SeedSearch, outcomes: dict[float, ProbeOutcome], config: SearchConfig, round_: int) -> None:
     """A round's outcomes into the ledger; the bracket re-read, widened if it misses the edge, the status set."""
     search.ledger += [(round_, outcome) for outcome in outcomes.values()]
-    if read_bracket(search, config):
+    if _read_bracket(search, config):
         search.widenings += 1
         if search.widenings > config.max_widenings:
             search.status = "no_success" if not search.successes() else "no_failure"
@@ -38,7 +38,7 @@ def ksection_observe(search: SeedSearch, outcomes: dict[float, ProbeOutcome], co
         search.phase = "done"
 
 
-def read_bracket(search: SeedSearch, config: SearchConfig) -> bool:
+def _read_bracket(search: SeedSearch, config: SearchConfig) -> bool:
     """Re-read the bracket off the ledger; True when it had to be widened (it does not straddle the edge)."""
     successes, edge, ratio = search.successes(), search.edge(), ratio_of(config)
     if successes and edge is not None:

@@ -84,7 +84,7 @@ def unicode_math(text: str) -> str:
     return text
 
 
-def claim_letter(claim: str) -> str | None:
+def _claim_letter(claim: str) -> str | None:
     """"(a-ii) the law needs ..." -> "a-ii", "(b2) Does ..." -> "b"; None without a leading "(letter)"."""
     match = re.match(r"\s*\(([a-z](?:-[iv]+)?)\d*\)", claim)
     return match.group(1) if match else None
@@ -115,15 +115,15 @@ def cell(text: str) -> str:
     return unicode_math(" ".join(str(text).split())).replace("*", "\\*")
 
 
-def chapter_link(claim: str, chapter: str | None = None) -> str:
+def _chapter_link(claim: str, chapter: str | None = None) -> str:
     """A link to ``chapter`` (a notebook's docname), or to the chapter of the claim's letter (``CHAPTERS``)."""
-    chapter = chapter if isinstance(chapter, str) and chapter else CHAPTERS.get(claim_letter(claim) or "")
+    chapter = chapter if isinstance(chapter, str) and chapter else CHAPTERS.get(_claim_letter(claim) or "")
     if chapter is None:
         return "–"
     return f"{{doc}}`chapter {int(chapter.split('_')[0])} </notebooks/{chapter}>`"
 
 
-def verdict_cell(rows: pd.DataFrame) -> str:
+def _verdict_cell(rows: pd.DataFrame) -> str:
     """One question's verdict: "✓ supported", or per verdict the units it holds for where they differ."""
     marked = lambda verdict: f"{VERDICT_MARKS.get(verdict, '')} {verdict}".strip()  # noqa: E731
     if len(rows) == 1:
@@ -153,15 +153,15 @@ def verdicts_table(claims: pd.DataFrame) -> str:
             if asked == "question" else key_number(first)  # fmt: skip
         lines += [
             f"* - {cell(question)}",
-            f"  - {cell(verdict_cell(rows))}",
+            f"  - {cell(_verdict_cell(rows))}",
             f"  - {cell(number)}",
             f"  - {cell(first.get('why', '') or '–')}",
-            f"  - {chapter_link(str(question), first.get('chapter'))}",
+            f"  - {_chapter_link(str(question), first.get('chapter'))}",
         ]
     return "\n".join(lines) + "\n```\n"
 
 
-def coverage_line(profile: str, coverage: pd.DataFrame) -> str:
+def _coverage_line(profile: str, coverage: pd.DataFrame) -> str:
     """The grids' coverage in one line: cells stored of cells planned, widths and depths present, devices and hours."""
     cells, stored = int(coverage["cells"].sum()), int(coverage["stored"].sum())
     share = f" ({stored / cells:.0%})" if cells else ""
@@ -273,7 +273,7 @@ def write_landing(profile: str, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     claims = claims_table(profile)
     text = (
-        f"{coverage_line(profile, coverage(profile))} Each verdict follows the rule stated with its claim in "
+        f"{_coverage_line(profile, coverage(profile))} Each verdict follows the rule stated with its claim in "
         f"{{doc}}`chapter 9 </notebooks/09_claims>`.\n\n"
         + verdicts_table(claims)
     )

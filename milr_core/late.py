@@ -73,7 +73,7 @@ class LateResult:
         }
 
 
-def suffixed(record: dict, suffix: str) -> dict:
+def _suffixed(record: dict, suffix: str) -> dict:
     return {f"{key}_{suffix}": value for key, value in record.items() if key != "per_layer"}
 
 
@@ -119,10 +119,10 @@ def find_late_max_lr(
         x, y = x.to(device=run.device, dtype=dtype), y.to(run.device)
         for seed in run.seeds:
             at_init = sharpness_of(network, init_params(network, [seed], dtype, run.device), x, y, sharpness, seed)
-            measured[seed] = suffixed(at_init, "init")
+            measured[seed] = _suffixed(at_init, "init")
             if seed in states:
                 at_t = sharpness_of(network, [p[None] for p in states[seed]], x, y, sharpness, seed)
-                measured[seed] |= suffixed(at_t, "T")
+                measured[seed] |= _suffixed(at_t, "T")
 
     def probe(lr: float, seed: int) -> Probe:
         return Probe(lr, seed, network, late.late_steps, run.threshold, init=states[seed], first_step=late.pretrain_steps,

@@ -141,7 +141,7 @@ class RangeTest:
                 "smoothed": self.smoothed, "stop": self.stop}  # fmt: skip
 
 
-def read_test(outcome: ProbeOutcome, config: RangeTestConfig, batch_size: int, wall_time_s: float) -> RangeTest:
+def _read_test(outcome: ProbeOutcome, config: RangeTestConfig, batch_size: int, wall_time_s: float) -> RangeTest:
     """The protocol's view of one probe's outcome: its curve cut at the EMA stop, and the suggestions."""
     schedule = ramp(config)
     lrs = [config.lr_min * schedule(step - 1) for step, _ in outcome.loss]
@@ -177,4 +177,4 @@ def lr_range_test(run: Run, train: TrainConfig, config: RangeTestConfig = RangeT
     began = time.perf_counter()
     pool.run(lambda: next(queue, None), lambda probe, outcome, _: outcomes.__setitem__(probe.tag, outcome))
     share = (time.perf_counter() - began) / len(probes)
-    return [read_test(outcomes[seed], config, train.batch_size, share) for seed in run.seeds]
+    return [_read_test(outcomes[seed], config, train.batch_size, share) for seed in run.seeds]

@@ -129,7 +129,7 @@ class NetworkSpec:
         return 3 * self.flops_per_example() - 2 * fan_in * fan_out
 
 
-def parameter_layers(network: NetworkSpec) -> list[int]:
+def _parameter_layers(network: NetworkSpec) -> list[int]:
     """The layer index of each tensor returned by ``init_params`` (weights and biases interleaved)."""
     return [layer for layer in range(network.n_layers) for _ in range(2 if network.bias else 1)]
 
@@ -137,4 +137,4 @@ def parameter_layers(network: NetworkSpec) -> list[int]:
 def parameter_lr_multipliers(network: NetworkSpec) -> list[float]:
     """The learning-rate multiplier of each tensor returned by ``init_params``."""
     scalings = network.layer_scalings()
-    return [scalings[layer].lr_multiplier for layer in parameter_layers(network)]
+    return [scalings[layer].lr_multiplier for layer in _parameter_layers(network)]

@@ -71,7 +71,7 @@ class Work:
     source: str
 
 
-def work_of(record: dict) -> tuple[float, float, float]:
+def _work_of(record: dict) -> tuple[float, float, float]:
     """(replica-steps, Hessian-vector products, probes) a stored record took: its ledger's steps and probes (one
     network where it has no ledger) and its result's products."""
     steps = sum(probe.get("steps") or 0 for probe in record["ledger"])
@@ -79,7 +79,7 @@ def work_of(record: dict) -> tuple[float, float, float]:
     return float(steps), float(products), float(max(1, len(record["ledger"])))
 
 
-def default_work(sections: dict, n_train: int) -> Work:
+def _default_work(sections: dict, n_train: int) -> Work:
     """One seed's work by our counts, where the store has no sibling: every bisection probe runs its whole budget
     (``preflight.probes_per_search``; an upper bound), each eigensolve ``preflight.EIGEN_PRODUCTS`` products."""
     from milr_core.preflight import EIGEN_PRODUCTS, probes_per_search
@@ -142,7 +142,7 @@ class Planner:
             for width in widths:
                 records = [self.reference(content_hash({**spec, "depth": depth, "width": width, "seed": seed}))
                            for seed in grid.seeds]  # fmt: skip
-                works = [work_of(r) for r in records if r is not None]
+                works = [_work_of(r) for r in records if r is not None]
                 works = [w for w in works if w[:2] != (0.0, 0.0)]
                 if works:
                     steps, products, probes = (statistics.fmean(column) for column in zip(*works))
@@ -151,7 +151,7 @@ class Planner:
             if found:
                 break
         if found is None:
-            found = default_work(self.sections(group), self.shape(group)[1])
+            found = _default_work(self.sections(group), self.shape(group)[1])
         self.works[group.key] = found
         return found
 

@@ -108,7 +108,7 @@ class FewLogTicks(ticker.Locator):
         return [v for v in ticker.MaxNLocator(3, steps=[1, 2, 2.5, 5, 10]).tick_values(vmin, vmax) if inside(v)]
 
 
-def plain_number(value: float, _position=None) -> str:
+def _plain_number(value: float, _position=None) -> str:
     """A tick label without mathtext: 0.05, 2, 100, 1k, 20k; beyond, powers of ten in Unicode (10⁶, 2×10⁻⁴)."""
     if value == 0 or 1e-3 <= abs(value) < 1e5:
         return f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
@@ -118,10 +118,10 @@ def plain_number(value: float, _position=None) -> str:
 
 
 def log_ticks(axis, most: int = 5) -> None:
-    """Few plain-number labels on a log ``axis`` (``FewLogTicks``, ``plain_number``), unlabelled minor ticks:
+    """Few plain-number labels on a log ``axis`` (``FewLogTicks``, ``_plain_number``), unlabelled minor ticks:
     matplotlib's defaults label decades or minor ticks in mathtext, which collide on a narrow panel."""
     axis.set_major_locator(FewLogTicks(most))
-    axis.set_major_formatter(ticker.FuncFormatter(plain_number))
+    axis.set_major_formatter(ticker.FuncFormatter(_plain_number))
     axis.set_minor_locator(ticker.LogLocator(base=10, subs=tuple(np.arange(2.0, 10.0)), numticks=100))
     axis.set_minor_formatter(ticker.NullFormatter())
 
@@ -175,7 +175,7 @@ def matching(table: pd.DataFrame, values: dict) -> pd.DataFrame:
     return table[keep]
 
 
-def title_of(values: dict, rows: pd.DataFrame) -> str:
+def _title_of(values: dict, rows: pd.DataFrame) -> str:
     """The group's label, with the threshold t when the group has one."""
     thresholds = rows["threshold"].dropna().unique() if "threshold" in rows else []
     return label_of(values) + (f" (t = {thresholds[0]:g})" if len(thresholds) == 1 else "")
@@ -204,7 +204,7 @@ def records_of(rows: pd.DataFrame, quantity: str) -> pd.DataFrame:
     return rows[measured | failed]
 
 
-def draw_seeds(ax, rows: pd.DataFrame, quantity: str, x: pd.Series, color) -> None:
+def _draw_seeds(ax, rows: pd.DataFrame, quantity: str, x: pd.Series, color) -> None:
     """One small, faint point per seed with a value (a censored seed has none: its cell shows the bound)."""
     value = positive(rows[quantity])
     ax.scatter(x[value.notna()], value[value.notna()], color=color, s=10, alpha=0.45, linewidths=0, zorder=2)
@@ -228,7 +228,7 @@ def draw_cells(ax, cells: pd.DataFrame, x: str, color, *, regime: bool = False, 
                    gid=f"censored-{side}", **face)  # fmt: skip
 
 
-def censored_handles(*cells: pd.DataFrame) -> list:
+def _censored_handles(*cells: pd.DataFrame) -> list:
     """Legend entries for the censored cells that occur in ``cells`` (``cells_of`` frames)."""
     sides = set().union(*(set(c["censored"]) for c in cells if "censored" in c)) if cells else set()
     return [Line2D([], [], marker=CENSORED_MARKER[side], linestyle="", markerfacecolor="white", markeredgecolor="0.3",
@@ -239,7 +239,7 @@ def censored_handles(*cells: pd.DataFrame) -> list:
 # chapters 2-4: eta* against d w, the regime, residuals, width at fixed depth
 
 
-def draw_fits(ax, fits: pd.DataFrame, values: dict, cells: pd.DataFrame) -> None:
+def _draw_fits(ax, fits: pd.DataFrame, values: dict, cells: pd.DataFrame) -> None:
     """Each fit of ``fits`` (``tables.fits_table``) for this group: c (d w)^-alpha over the cells it covers."""
     for _, row in matching(fits, values).iterrows():
         scope = row.get("cells", "all cells")
@@ -264,13 +264,13 @@ def plot_power_law(frame: pd.DataFrame, fits: pd.DataFrame | None = None, *, by:
         drawn.append(cells := cells_of(rows, quantity))
         for depth, color in colors.items():
             seeds = rows[rows["depth"] == depth]
-            draw_seeds(ax, seeds, quantity, seeds["depth"] * seeds["width"], color)
+            _draw_seeds(ax, seeds, quantity, seeds["depth"] * seeds["width"], color)
             draw_cells(ax, cells[cells["depth"] == depth], "dw", color, regime=regime)
         if fits is not None:
-            draw_fits(ax, fits, values, cells)
+            _draw_fits(ax, fits, values, cells)
         if (cells["censored"] == "").sum() == 0:
             note(ax, "no search converged")
-        ax.set(xscale="log", yscale="log", xlabel="depth × width", title=title_of(values, rows))
+        ax.set(xscale="log", yscale="log", xlabel="depth × width", title=_title_of(values, rows))
         tidy_log_axes(ax)
         first_column_label(ax, SYMBOLS.get(quantity, quantity))
     if not groups:
@@ -280,7 +280,7 @@ def plot_power_law(frame: pd.DataFrame, fits: pd.DataFrame | None = None, *, by:
         cell = {"marker": "o", "linestyle": "", "color": "0.5"}
         extra += [Line2D([], [], markeredgecolor="black", label="cell, in regime", **cell),
                   Line2D([], [], alpha=0.4, label="cell, outside", **cell)]
-    extra += censored_handles(*drawn)
+    extra += _censored_handles(*drawn)
     extra += [Line2D([], [], label=f"fit, {scope}", **style) for scope, style in FIT_STYLE.items()] * (fits is not None)
     depth_legend(fig, colors, extra)
     return fig
@@ -306,7 +306,7 @@ def plot_residuals(resid: pd.DataFrame, *, by: str | Sequence[str] = ("dataset",
     if not groups:
         note(axes[0], "no group has a fit in the regime", "center")
     extra = [Line2D([], [], color="0.3", linestyle=":", label="largest d/w in the regime")] if cutoff else []
-    depth_legend(fig, colors, extra + censored_handles(resid))
+    depth_legend(fig, colors, extra + _censored_handles(resid))
     return fig
 
 
@@ -383,7 +383,7 @@ def plot_eta_vs_width(frame: pd.DataFrame, *, by: str | Sequence[str] = ("datase
         drawn.append(cells := cells_of(rows, quantity))
         for depth, color in colors.items():
             seeds = rows[rows["depth"] == depth]
-            draw_seeds(ax, seeds, quantity, seeds["width"], color)
+            _draw_seeds(ax, seeds, quantity, seeds["width"], color)
             draw_cells(ax, cells[cells["depth"] == depth], "width", color, connect=True, size=30)
         slope = matching(slopes, values)["width slope"].dropna() if slopes is not None else []
         ax.set(xscale="log", yscale="log", xlabel="width",
@@ -391,5 +391,5 @@ def plot_eta_vs_width(frame: pd.DataFrame, *, by: str | Sequence[str] = ("datase
         tidy_log_axes(ax)
         base2_ticks(ax.xaxis, 5)
         first_column_label(ax, SYMBOLS.get(quantity, quantity))
-    depth_legend(fig, colors, censored_handles(*drawn))
+    depth_legend(fig, colors, _censored_handles(*drawn))
     return fig

@@ -97,7 +97,7 @@ def groups(frame: pd.DataFrame, by: str | Sequence[str]) -> list[tuple[object, p
     return [(key if len(by) > 1 else key[0], rows) for key, rows in frame.groupby(by, sort=False)]
 
 
-def seeds_and_cells(ax, rows: pd.DataFrame, x: str, y: str, *, color, marker: str = "o", hollow: bool = False,
+def _seeds_and_cells(ax, rows: pd.DataFrame, x: str, y: str, *, color, marker: str = "o", hollow: bool = False,
                     label: str | None = None) -> int:  # fmt: skip
     """One small point per network and a large one per (depth, width) cell (geometric medians); returns how many
     networks had no positive value of ``x`` or ``y`` (a log axis cannot show them)."""
@@ -110,7 +110,7 @@ def seeds_and_cells(ax, rows: pd.DataFrame, x: str, y: str, *, color, marker: st
     return len(rows) - len(values)
 
 
-def log_axes(ax) -> None:
+def _log_axes(ax) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
 
@@ -138,7 +138,7 @@ def plot_quantities_vs_dw(frame: pd.DataFrame | None, quantities: Sequence[str],
         dropped = 0
         for quantity in present:
             style = QUANTITY_STYLE.get(quantity, {"color": GREY, "marker": "o"})
-            dropped += seeds_and_cells(ax, rows, "dw", quantity, color=style["color"], marker=style["marker"],
+            dropped += _seeds_and_cells(ax, rows, "dw", quantity, color=style["color"], marker=style["marker"],
                                        hollow=style.get("hollow", False))  # fmt: skip
             if exponents is None:
                 continue
@@ -152,7 +152,7 @@ def plot_quantities_vs_dw(frame: pd.DataFrame | None, quantities: Sequence[str],
                         linewidth=1.1)  # fmt: skip
         if dropped:
             note(ax, f"{dropped} values missing or ≤ 0", where="lower right")
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
     axes[0].set_ylabel(ylabel)
@@ -192,11 +192,11 @@ def plot_late_contrast(networks: pd.DataFrame | None, *, sharpness: str = "effec
         if band is not None:
             ax.axhspan(*band, color=GREY, alpha=0.18, linewidth=0)
         ax.axhline(edge, color="black", linestyle="--", linewidth=1)
-        dropped = sum(seeds_and_cells(ax, rows, "dw", f"{relation}_{field}", color=style["color"],
+        dropped = sum(_seeds_and_cells(ax, rows, "dw", f"{relation}_{field}", color=style["color"],
                                       marker=style["marker"]) for relation, style in RELATION_STYLE.items())  # fmt: skip
         if dropped:
             note(ax, f"{dropped} products missing", where="lower right")
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
     for ax in axes[:: min(2, len(axes))]:
@@ -230,11 +230,11 @@ def plot_late_ratio(networks: pd.DataFrame | None) -> Figure:
         for index, steps in enumerate(lengths):
             mine = rows[rows["pretrain_steps"] == steps]
             shift = 1.06 ** (index - (len(lengths) - 1) / 2)  # side by side, not on top of each other
-            seeds_and_cells(ax, mine.assign(dw=mine["dw"] * shift), "dw", "ratio", color=colors[steps])
+            _seeds_and_cells(ax, mine.assign(dw=mine["dw"] * shift), "dw", "ratio", color=colors[steps])
             low = mine[below.loc[mine.index]]
             ax.scatter(low["dw"] * shift, positive(low["ratio"]), s=40, facecolors="none", edgecolors=RED,
                        linewidths=1.1, zorder=4)  # fmt: skip
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
     axes[0].set_ylabel("late max LR / η*")
@@ -272,7 +272,7 @@ def plot_eta_vs_sharpness(joined: pd.DataFrame | None, *, sharpness: Sequence[st
         if lam.notna().any():
             xs = np.geomspace(lam.min() / 1.3, lam.max() * 1.3, 30)
             ax.plot(xs, edge / xs, color="black", linestyle="--", linewidth=1)
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel=f"{SHARPNESS_LABEL[name]} at init", title=f"{label(key)} · {name}")
         tidy_log_axes(ax)
     for ax in axes[:: len(sharpness)]:
@@ -314,7 +314,7 @@ def plot_products(frame: pd.DataFrame | None, *, sharpness: Sequence[str] = ("ra
             hollow = name == "raw" and len(columns) == 2
             ax.scatter(jitter, positive(rows[column]), s=30, zorder=3, facecolors="white" if hollow else depth_color,
                        edgecolors=depth_color if hollow else "black", linewidths=1.0 if hollow else 0.4)  # fmt: skip
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
     axes[0].set_ylabel("η*·λ₁" if len(columns) == 2 else f"η* × {SHARPNESS_LABEL[next(iter(columns))].split(' (')[0]}")
@@ -364,7 +364,7 @@ def plot_bounds(check: pd.DataFrame | None) -> Figure:
         right.axhline(1.0, color=GREEN, linewidth=1.3)
         held = rows["sandwich"].mean() if "sandwich" in rows else math.nan
         for ax in (left, right):
-            log_axes(ax)
+            _log_axes(ax)
             ax.set_xlabel("depth × width")
             tidy_log_axes(ax)
         left.set(ylabel="curvature", title=label(key))
@@ -377,7 +377,7 @@ def plot_bounds(check: pd.DataFrame | None) -> Figure:
     return fig
 
 
-def eigenvalue_records(frame: pd.DataFrame) -> pd.DataFrame:
+def _eigenvalue_records(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per stored eigenvalue: the ``frame``'s group columns, eigenvalue (e.g. lambda_1_eff_T), residual,
     dtype, converged, tol, dw."""
     parts = []
@@ -406,7 +406,7 @@ def plot_lanczos_residuals(frame: pd.DataFrame | None, *, by: str | Sequence[str
     experiment included). Colour and marker: which eigenvalue; filled: float32, hollow: float64. Dashed: the
     tolerance the record was stopped at (``sharpness.tol``); a point above it did not converge.
     """
-    records = eigenvalue_records(frame) if frame is not None and len(frame) else pd.DataFrame()
+    records = _eigenvalue_records(frame) if frame is not None and len(frame) else pd.DataFrame()
     if records.empty or records["residual"].notna().sum() == 0:
         return not_computed("Lanczos residuals: " + (missing(frame) or "no eigenvalue with a residual stored") + ".")
     chosen = groups(records, by)
@@ -423,7 +423,7 @@ def plot_lanczos_residuals(frame: pd.DataFrame | None, *, by: str | Sequence[str
             ax.axhline(tol, color="black", linestyle="--", linewidth=1)
         above = int((rows["residual"] > rows["tol"] * (1 + 1e-9)).sum())
         note(ax, f"{len(rows)} eigenvalues, {above} above tolerance", where="lower right")
-        log_axes(ax)
+        _log_axes(ax)
         ax.set(xlabel="depth × width", title=label(key))
         tidy_log_axes(ax)
     axes[0].set_ylabel("‖Hv − λv‖ / |λ|")

@@ -73,14 +73,14 @@ def eta_star_frame(store: str | Path) -> pd.DataFrame:
     return frame[frame["kind"] == "eta_star"].reset_index(drop=True)
 
 
-def settings_key(frame: pd.DataFrame) -> pd.Series:
+def _settings_key(frame: pd.DataFrame) -> pd.Series:
     """Per row, the canonical JSON of every setting but depth, width and seed: rows equal here belong together."""
     columns = sorted(c for c in frame.columns if c.startswith(SETTINGS) and frame[c].notna().any())
     plain = lambda value: value.item() if hasattr(value, "item") else str(value)  # noqa: E731 (numpy scalars)
     return frame[columns].apply(lambda row: json.dumps(row.to_dict(), sort_keys=True, default=plain), axis=1)
 
 
-def select_cells(
+def _select_cells(
     frame: pd.DataFrame, dataset: str, parameterisation: str, input_lr_factor: float
 ) -> tuple[pd.DataFrame, list[str]]:
     """The rows of one dataset, parameterisation and input-LR factor, from the largest group of equal settings."""
@@ -97,7 +97,7 @@ def select_cells(
             f"no eta* cells for dataset {dataset!r}, parameterisation {parameterisation!r}, input_lr_factor "
             f"{input_lr_factor:g}; the store has for {dataset!r}: {known}"
         )
-    keys = settings_key(rows)
+    keys = _settings_key(rows)
     sizes = rows.groupby(keys)[["depth", "width"]].apply(lambda g: len(g.drop_duplicates()))
     chosen = sizes.idxmax()
     warnings = []
@@ -139,7 +139,7 @@ def predict_eta_star(
         raise ValueError(f"depth and width must be >= 1, got {depth}, {width}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}")
-    cells, warnings = select_cells(frame, dataset, parameterisation, input_lr_factor)
+    cells, warnings = _select_cells(frame, dataset, parameterisation, input_lr_factor)
     cells = cells[in_regime(cells, min_depth, math.inf if max_depth_over_width is None else max_depth_over_width)]
     if cells.empty:
         raise ValueError(f"no {dataset!r} cell has depth >= {min_depth} and d/w <= {max_depth_over_width}")
@@ -177,7 +177,7 @@ def predict_eta_star(
         "min_depth": min_depth,
         "residual_scatter": scatter,
         "cells": fitted[["depth", "width", "value", "fitted"]].to_dict("records"),
-        "settings": json.loads(settings_key(cells).iloc[0]),
+        "settings": json.loads(_settings_key(cells).iloc[0]),
     }
     return Prediction(dataset, depth, width, parameterisation, input_lr_factor, centre, interval, ci, summary, warnings)
 
@@ -194,7 +194,7 @@ def leave_one_cell_out(
 ) -> pd.DataFrame:
     """Each cell of one dataset predicted by ``predict_eta_star`` from the other cells of its group of settings.
 
-    The group is chosen once on all cells (``select_cells``), so leaving a cell out never switches groups.
+    The group is chosen once on all cells (``_select_cells``), so leaving a cell out never switches groups.
     One row per cell with a usable eta*: depth, width, d w, ``measured`` (the median over seeds on the log
     scale, as the fit aggregates), ``predicted`` with its interval ``low`` / ``high`` (NaN when the other
     cells leave no scatter), ``covered`` (None then), ``log_error`` = ln(predicted / measured), the number
@@ -203,7 +203,7 @@ def leave_one_cell_out(
     ``regime``: only the cells in the power law's regime (``fit.in_regime``, our rule) are predicted, each
     from the others in the regime. Censored cells are never predicted but enter the fits.
     """
-    cells, _ = select_cells(frame, dataset, parameterisation, input_lr_factor)
+    cells, _ = _select_cells(frame, dataset, parameterisation, input_lr_factor)
     limits = {"min_depth": MIN_DEPTH, "max_depth_over_width": MAX_DEPTH_OVER_WIDTH} if regime else {}
     if regime:
         cells = cells[in_regime(cells)]

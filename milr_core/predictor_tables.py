@@ -47,7 +47,7 @@ PREDICTORS = {  # key: label, in the book's order
 SEARCH = "η* search"
 
 
-def sgd_steps(forward: pd.Series, backward: pd.Series, batch: pd.Series) -> pd.Series:
+def _sgd_steps(forward: pd.Series, backward: pd.Series, batch: pd.Series) -> pd.Series:
     """Example passes as SGD steps of the training's batch."""
     return (forward + BACKWARD_COST * backward) / ((1 + BACKWARD_COST) * batch)
 
@@ -88,14 +88,14 @@ def predictor_frame(predictions: pd.DataFrame, eta: pd.DataFrame, sharpness: pd.
     for rule in ("steep", "minimum", "valley"):
         parts.append(rows(base, f"range_{rule}", base[f"range_{rule}"], base["range_forward_examples"],
                           base["range_backward_examples"], base["range_wall_time_s"]))  # fmt: skip
-    parts.append(power_law_rows(eta, base))
+    parts.append(_power_law_rows(eta, base))
     frame = pd.concat(parts, ignore_index=True)
     frame["log_error"] = np.log(frame["value"] / frame["eta_star"])
-    frame["cost_steps"] = sgd_steps(frame["forward_examples"], frame["backward_examples"], frame["batch"])
+    frame["cost_steps"] = _sgd_steps(frame["forward_examples"], frame["backward_examples"], frame["batch"])
     return frame
 
 
-def power_law_rows(eta: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+def _power_law_rows(eta: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     """Each network's cell predicted by the power law fitted to the other cells of its dataset: no passes; the wall
     time of one leave-one-cell-out prediction here (its fit, with ``predict``'s bootstrap of the exponent)."""
     predicted = []
@@ -200,12 +200,12 @@ def practitioner_sentence(table: pd.DataFrame, dataset: str) -> str:
     cheapest = near.loc[near["cost (SGD steps)"].idxmin()]
     also = ("" if cheapest["predictor"] == best["predictor"] else
             f"; within 1.5x of its error, {cheapest['predictor']} is the cheapest (a typical factor "
-            f"{cheapest['factor']:.2f} for {cost_text(cheapest['cost (SGD steps)'])})")  # fmt: skip
+            f"{cheapest['factor']:.2f} for {_cost_text(cheapest['cost (SGD steps)'])})")  # fmt: skip
     rank = f"rank ρ {best['rank ρ']:.2f} across" if math.isfinite(best["rank ρ"]) else "no rank correlation with"
     return (f"{best['predictor']} comes closest: a typical factor {best['factor']:.2f} from a held-out network's η* "
-            f"({rank} {int(best['networks'])} networks), for {cost_text(best['cost (SGD steps)'])} per network"
+            f"({rank} {int(best['networks'])} networks), for {_cost_text(best['cost (SGD steps)'])} per network"
             f"{against if best['cost (SGD steps)'] else ''}{also}.")  # fmt: skip
 
 
-def cost_text(steps: float) -> str:
+def _cost_text(steps: float) -> str:
     return "no compute beyond the store" if steps == 0 else f"{steps:.3g} SGD steps"

@@ -124,7 +124,7 @@ def first_batch(dataset, seed: int, batch_size: int, device, dtype: torch.dtype)
 # the wall time of the Hessian-vector products behind lambda_1
 
 
-def hvp_timing(run: Run, sharpness: SharpnessConfig, count: int) -> dict:
+def _hvp_timing(run: Run, sharpness: SharpnessConfig, count: int) -> dict:
     """Seconds to build the sharpness protocol's operator for the first seed's network (``sharpness.py``: the
     loss, and for one chunk the gradient graph) and per product (the median of ``count``)."""
     device, dtype = torch.device(run.device), torch_dtype(run.dtype)
@@ -168,7 +168,7 @@ def predictors_at_init(run: Run, train: TrainConfig, sharpness: SharpnessConfig,
         rate the critical LR tried.
     """
     tests = lr_range_test(run, train, range_test)
-    timing = hvp_timing(run, sharpness, config.hvp_timings)
+    timing = _hvp_timing(run, sharpness, config.hvp_timings)
     model, device, dtype = replicas_of(run.network), torch.device(run.device), torch_dtype(run.dtype)
     records = []
     for seed, test in zip(run.seeds, tests):

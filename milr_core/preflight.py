@@ -93,7 +93,7 @@ def available_memory(device: str) -> int | None:
         return None
 
 
-def gib(n_bytes: float) -> str:
+def _gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.3g} GiB"
 
 
@@ -103,7 +103,7 @@ def check_memory(label: str, need: int, device: str, available: int | None = Non
     if available is not None and need * workers > available:
         each = f" each, {workers} workers" if workers > 1 else ""
         raise PreflightError(
-            f"{label} needs about {gib(need)} of memory{each}, but {device} has {gib(available)} available: "
+            f"{label} needs about {_gib(need)} of memory{each}, but {device} has {_gib(available)} available: "
             "use smaller widths or depths, fewer seeds, fewer workers, or a larger machine"
         )
 
@@ -148,7 +148,7 @@ def probes_per_search(search) -> int:
     return halvings + 2 + len(search.probe_above)
 
 
-def flops_per_forward_flop(kind: str, sections: dict, n_train: int, n_val: int) -> float:
+def _flops_per_forward_flop(kind: str, sections: dict, n_train: int, n_val: int) -> float:
     """A cell's FLOPs per FLOP of one example's forward pass (the model is linear in it)."""
     total = 0.0
     if kind in TRAINED:
@@ -200,7 +200,7 @@ def grid_cost(grid, device: str = "cpu") -> Cost:
     for name in grid.datasets:
         for variant in grid.variants:
             n_train, n_val, in_dim, classes = data_shape(name, variant.dataset_options[name])
-            per_forward = flops_per_forward_flop(grid.kind, variant.sections, n_train, n_val)
+            per_forward = _flops_per_forward_flop(grid.kind, variant.sections, n_train, n_val)
             hidden = sum(depth - 1 for depth in grid.depths)
             for width in grid.widths:  # NetworkSpec.flops_per_example summed over the depths
                 forward = 2 * (len(grid.depths) * width * (in_dim + classes) + hidden * width * width)

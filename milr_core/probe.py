@@ -123,7 +123,7 @@ class Probe:
     tag: object = None
 
 
-def check_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:
+def _check_probe_inputs(lrs: Sequence[float], seeds: Sequence[int], threshold: float) -> None:
     """One clear error for bad probe input, before any data moves or any training starts."""
     if len(lrs) == 0:
         raise ValueError("a probe needs at least one learning rate")
@@ -196,7 +196,7 @@ class LanePool:
             self.model = model
         elif model.shape() != self.model.shape():
             raise ValueError(f"a lane pool trains one shape: {model.shape()} beside {self.model.shape()}")
-        check_probe_inputs([probe.lr], [probe.seed], probe.threshold)
+        _check_probe_inputs([probe.lr], [probe.seed], probe.threshold)
         order = batch_order(probe.seed, self.n_train, self.train.batch_size, probe.first_step + probe.steps)
         outcome = ProbeOutcome(lr=float(probe.lr), seed=int(probe.seed), outcome="budget", steps=probe.steps)
         return Lane(probe, outcome, order[probe.first_step:].to(self.device))
@@ -428,7 +428,7 @@ def train_replicas(
     Returns:
         The outcomes in input order, and (``keep_params``) the final parameters stacked as ``init`` lays them out.
     """
-    check_probe_inputs(lrs, seeds, threshold)
+    _check_probe_inputs(lrs, seeds, threshold)
     steps = train.budget_steps(dataset.x_train.shape[0])
     probes = [Probe(float(lr), int(seed), network, steps, threshold, None if init is None else [p[k] for p in init],
                     first_step, stop_at_threshold, keep_params, tag=k)

@@ -161,7 +161,7 @@ def install_urls(notebook) -> list[str]:
 # ----------------------------------------------------------------------------- the committed result store
 
 
-def cache_root() -> Path:
+def _cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "milr").expanduser() / "repository"
 
 
@@ -177,7 +177,7 @@ def git(*args: str, cwd: Path | None = None) -> None:
         raise RepositoryError(f"git {' '.join(args)} took more than {FETCH_TIMEOUT_S} s") from None
 
 
-def fetch_results(url: str, ref: str | None = None) -> Path:
+def _fetch_results(url: str, ref: str | None = None) -> Path:
     """A folder holding the repository's ``results/`` at ``ref`` (default: its default branch), fetched once.
 
     Shallow (one commit), sparse (``results/`` and the top-level files only) and, where the server
@@ -187,7 +187,7 @@ def fetch_results(url: str, ref: str | None = None) -> Path:
     if shutil.which("git") is None:
         raise RepositoryError("git is not installed: it is needed to fetch the committed result store")
     name = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + re.sub(r"[^\w.-]", "_", ref or "default")[:40]
-    target = cache_root() / name
+    target = _cache_root() / name
     if (target / ".milr-fetched").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def committed_store(profile: str) -> Path:
         return local
     try:
         url, ref = repository_source()
-        fetched = fetch_results(url, ref) / "results" / profile
+        fetched = _fetch_results(url, ref) / "results" / profile
     except RepositoryError as error:
         warnings.warn(f"the committed {profile!r} store could not be fetched ({error}); using {local}", stacklevel=2)
         return local

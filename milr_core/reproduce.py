@@ -52,7 +52,7 @@ class ReproduceError(RuntimeError):
     """A notebook failed to execute; the message names the notebook and the failing cell."""
 
 
-def notebook_sources(notebooks_dir: str | Path = "notebooks", only: str | None = None) -> list[Path]:
+def _notebook_sources(notebooks_dir: str | Path = "notebooks", only: str | None = None) -> list[Path]:
     """The ``NN_name.md`` notebooks in order, or the one whose stem (or file name) is ``only``."""
     sources = sorted(Path(notebooks_dir).glob("*.md"))
     if only is None:
@@ -68,18 +68,18 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     return jupytext.read(path, fmt="md:myst" if Path(path).suffix == ".md" else None)
 
 
-def repository_url_for(notebooks_dir: str | Path) -> str | None:
+def _repository_url_for(notebooks_dir: str | Path) -> str | None:
     """``repository.url`` of the checkout holding ``notebooks_dir`` (its ``_config.yml``), None outside one."""
     root = checkout_root(Path(notebooks_dir))
     return configured_url(root) if root is not None else None
 
 
-def myst_notebook(source: Path, url: str | None = None) -> nbformat.NotebookNode:
+def _myst_notebook(source: Path, url: str | None = None) -> nbformat.NotebookNode:
     """The MyST notebook ``source`` as the book executes it: inputs only, the install cell pointing at ``url``
     (default: the checkout's ``_config.yml``; None outside a checkout leaves the cell as written)."""
     notebook = read_notebook(source)
-    clean_inputs(notebook)
-    url = url or repository_url_for(Path(source).parent)
+    _clean_inputs(notebook)
+    url = url or _repository_url_for(Path(source).parent)
     if url:
         set_install_cells(notebook, url)
     return notebook
@@ -89,7 +89,7 @@ def colab_text(source: Path, url: str | None = None) -> str:
     """The text of the ``.ipynb`` Colab opens for the MyST notebook ``source`` (``colab.colab_notebook``)."""
     source = Path(source)
     root = checkout_root(source.parent) or source.parent.parent
-    notebook = colab_notebook(myst_notebook(source, url), source.stem, read_links(root))
+    notebook = colab_notebook(_myst_notebook(source, url), source.stem, read_links(root))
     text = jupytext.writes(notebook, fmt="ipynb")
     return text if text.endswith("\n") else text + "\n"
 
@@ -110,7 +110,7 @@ def sync_ipynb(source: Path, url: str | None = None) -> Path:
 def sync_all(notebooks_dir: str | Path = "notebooks") -> list[Path]:
     """``sync_ipynb`` on every MyST notebook; returns the ``.ipynb`` files whose content changed."""
     changed = []
-    for source in notebook_sources(notebooks_dir):
+    for source in _notebook_sources(notebooks_dir):
         target = source.with_suffix(".ipynb")
         before = target.read_bytes() if target.is_file() else None
         sync_ipynb(source)
@@ -125,7 +125,7 @@ def executed_dir(notebooks_dir: str | Path = "notebooks") -> Path:
     return notebooks_dir.parent / EXECUTED_DIR / notebooks_dir.name
 
 
-def hide_original_parameters(path: Path) -> None:
+def _hide_original_parameters(path: Path) -> None:
     """Tag the notebook's own ``parameters`` cell ``remove-cell`` in an executed copy that has papermill's
     injected one, so that the page shows the parameters once: those the run used."""
     notebook = nbformat.read(path, as_version=4)
@@ -138,7 +138,7 @@ def hide_original_parameters(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def clean_inputs(notebook: nbformat.NotebookNode) -> None:
+def _clean_inputs(notebook: nbformat.NotebookNode) -> None:
     """Leave only inputs in a notebook: no outputs, counts, papermill cells or run metadata."""
     notebook.cells = [c for c in notebook.cells if not {INJECTED_TAG, ERROR_TAG} & set(c.metadata.get("tags", []))]
     for cell in notebook.cells:
@@ -149,24 +149,24 @@ def clean_inputs(notebook: nbformat.NotebookNode) -> None:
     notebook.metadata.pop("papermill", None)
 
 
-def strip_outputs(path: str | Path) -> None:
+def _strip_outputs(path: str | Path) -> None:
     """Make an executed ``.ipynb`` inputs-only again: no outputs, counts, papermill cells or run metadata."""
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
-    clean_inputs(notebook)
+    _clean_inputs(notebook)
     nbformat.write(notebook, path)
 
 
 def strip_all(notebooks_dir: str | Path = "notebooks") -> list[Path]:
-    """``strip_outputs`` on every paired ``.ipynb``; returns the paths stripped."""
-    paths = [p.with_suffix(".ipynb") for p in notebook_sources(notebooks_dir) if p.with_suffix(".ipynb").exists()]
+    """``_strip_outputs`` on every paired ``.ipynb``; returns the paths stripped."""
+    paths = [p.with_suffix(".ipynb") for p in _notebook_sources(notebooks_dir) if p.with_suffix(".ipynb").exists()]
     for path in paths:
-        strip_outputs(path)
+        _strip_outputs(path)
     return paths
 
 
 @contextlib.contextmanager
-def interpreter_kernel(name: str) -> Iterator[str]:
+def _interpreter_kernel(name: str) -> Iterator[str]:
     """Make kernel ``name`` run this interpreter (``sys.executable``) while the context is open.
 
     Why: a kernelspec found elsewhere (the user's, a system one) may point at another Python without
@@ -186,7 +186,7 @@ def interpreter_kernel(name: str) -> Iterator[str]:
                 os.environ["JUPYTER_PATH"] = previous
 
 
-def failure_message(notebook: Path, executed: Path, error: PapermillExecutionError) -> str:
+def _failure_message(notebook: Path, executed: Path, error: PapermillExecutionError) -> str:
     source = error.source.strip().splitlines()
     shown = "\n    ".join(source[:8] + (["..."] if len(source) > 8 else []))
     return (
@@ -196,7 +196,7 @@ def failure_message(notebook: Path, executed: Path, error: PapermillExecutionErr
 
 
 @contextlib.contextmanager
-def compute_setting(compute: bool | None) -> Iterator[None]:
+def _compute_setting(compute: bool | None) -> Iterator[None]:
     """Set ``MILR_COMPUTE`` (read by ``run_experiment`` in the kernels) while the context is open; None: leave it."""
     previous = os.environ.get("MILR_COMPUTE")
     if compute is not None:
@@ -227,28 +227,28 @@ def reproduce(
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    sources = notebook_sources(notebooks_dir, only)
+    sources = _notebook_sources(notebooks_dir, only)
     if not sources:
         raise ValueError(f"no notebooks (*.md) in {notebooks_dir}")
     cwd = Path(notebooks_dir).resolve().parent
     out_dir = Path(out_dir) if out_dir is not None else executed_dir(notebooks_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    with interpreter_kernel(kernel), compute_setting(compute):
+    with _interpreter_kernel(kernel), _compute_setting(compute):
         for source in (bar := tqdm(sources, desc="notebooks", unit="notebook")):
             bar.set_postfix_str(source.stem)
             notebook = sync_ipynb(source)
             executed = out_dir / notebook.name
-            nbformat.write(myst_notebook(source), executed)  # papermill's input: the MyST form, for the book
+            nbformat.write(_myst_notebook(source), executed)  # papermill's input: the MyST form, for the book
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(
                     executed, executed, parameters={"profile": profile}, kernel_name=kernel, cwd=cwd, progress_bar=False
                 )
             except PapermillExecutionError as error:
-                raise ReproduceError(failure_message(notebook, executed, error)) from None
+                raise ReproduceError(_failure_message(notebook, executed, error)) from None
             except Exception as error:  # a dead kernel, a missing kernelspec: no cell to name
                 raise ReproduceError(f"{notebook} could not be executed: {type(error).__name__}: {error}") from error
-            hide_original_parameters(executed)
+            _hide_original_parameters(executed)
             seconds[source.stem] = round(time.perf_counter() - start, 1)
     return seconds

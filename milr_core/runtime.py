@@ -76,7 +76,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def lanes_for(device: str, threads: int, asked: int | None, replicas: int) -> int | None:
+def _lanes_for(device: str, threads: int, asked: int | None, replicas: int) -> int | None:
     """The lane count of a run: ``asked``; else elastic (None) on one CPU thread, where the arithmetic is
     batch-independent; else fixed: ``GPU_LANES`` on a GPU, the run's first round of ``replicas`` on a CPU."""
     if asked is not None:
@@ -87,7 +87,7 @@ def lanes_for(device: str, threads: int, asked: int | None, replicas: int) -> in
 
 
 @cache
-def cpu_model() -> tuple[str, str]:
+def _cpu_model() -> tuple[str, str]:
     """The CPU's model name and a short hash of its feature flags (which vector units the kernels may use)."""
     name, flags = platform.processor() or platform.machine(), ""
     try:
@@ -111,7 +111,7 @@ def arithmetic(device: str, dtype: str, lanes: int | None) -> dict:
         model = {"device": torch.cuda.get_device_name(index), "cuda": torch.version.cuda,
                  "capability": ".".join(map(str, torch.cuda.get_device_capability(index)))}  # fmt: skip
     else:
-        name, flags = cpu_model()
+        name, flags = _cpu_model()
         model = {"device": f"cpu: {name}", "cpu_flags": flags}
     build = torch.__config__.show()
     blas = next((line.split("=", 1)[1].strip() for line in build.splitlines() if "BLAS_INFO" in line), "unknown")
@@ -135,5 +135,5 @@ def make_run(dataset, network, seeds, threshold: float | None, options):
     device = resolve_device(options.device)
     seeds = tuple(seeds)
     k = options.speculation or 1  # on a GPU too, until its speculation and packing checks have passed (checks.py)
-    lanes = lanes_for(device, torch.get_num_threads(), options.lanes, len(seeds) * (2**k - 1))
+    lanes = _lanes_for(device, torch.get_num_threads(), options.lanes, len(seeds) * (2**k - 1))
     return Run(dataset, network, seeds, threshold, device, options.dtype, k, lanes, options.progress)

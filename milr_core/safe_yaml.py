@@ -59,7 +59,7 @@ def children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def check_expanded_size(root: yaml.Node) -> None:
+def _check_expanded_size(root: yaml.Node) -> None:
     """Refuse a node graph whose expansion (every alias copied out) exceeds MAX_NODES or MAX_DEPTH, or is cyclic.
 
     Each distinct node is visited once (aliases share nodes), so this costs the file's size, not the expansion's.
@@ -116,7 +116,7 @@ def parse(text: str) -> object:
         node = loader.get_single_node()
         if node is None:
             return None
-        check_expanded_size(node)
+        _check_expanded_size(node)
         return loader.construct_document(node)
     except YamlError:
         raise

@@ -111,7 +111,7 @@ def drive(pool, searches: list[Driven], speculation: int, *, progress: bool = Fa
     bar.close()
 
 
-def rounds_of(searches: list[Driven]) -> int:
+def _rounds_of(searches: list[Driven]) -> int:
     """Sequential rounds the searches took: the longest search's, and one more where any probed above eta*."""
     return max((d.rounds for d in searches), default=0) + any(d.above for d in searches)
 
@@ -124,7 +124,7 @@ def search_edges(
     searches = [Driven(SeedSearch(int(s), *config.lr_bounds), config, lambda lr, seed: Probe(lr, seed, None, 1, 0.5))
                 for s in seeds]  # fmt: skip
     drive(SyncPool(prober), searches, speculation, progress=progress)
-    return [d.search for d in searches], rounds_of(searches)
+    return [d.search for d in searches], _rounds_of(searches)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ class EtaStarResult:
         }
 
 
-def seed_searches(run: Run, train: TrainConfig, search: SearchConfig, group: int = 0) -> list[Driven]:
+def _seed_searches(run: Run, train: TrainConfig, search: SearchConfig, group: int = 0) -> list[Driven]:
     """The searches of ``run``'s seeds, each probe a fresh network of ``run.network`` trained as ``train`` says."""
     steps = train.budget_steps(run.dataset.x_train.shape[0])
 
@@ -205,14 +205,14 @@ def search_cells(
         if run.dataset is not first.dataset or shared != (train.batch_size, train.eval_every, train.loss, train.max_loss):
             raise ValueError("packed cells must share the dataset, batch size, check interval, loss and max_loss")
     start = time.perf_counter()
-    searches = [d for index, (run, t, s) in enumerate(cells) for d in seed_searches(run, t, s, index)]
+    searches = [d for index, (run, t, s) in enumerate(cells) for d in _seed_searches(run, t, s, index)]
     results: dict[int, EtaStarResult] = {}
 
     def finish(index: int) -> None:
         run, _, search = cells[index]
         mine = [d for d in searches if d.group == index]
         results[index] = EtaStarResult(search.method, run.threshold, search.rtol, [d.search for d in mine],
-                                       rounds_of(mine), time.perf_counter() - start)  # fmt: skip
+                                       _rounds_of(mine), time.perf_counter() - start)  # fmt: skip
         if on_cell:
             on_cell(index, results[index])
 

@@ -50,7 +50,7 @@ def training_subset(x: torch.Tensor, y: torch.Tensor, subset_size: int, seed: in
     return x[index], y[index]
 
 
-def eigen_fields(prefix: str, operator: LinearOperator, config: SharpnessConfig, seed: int) -> dict[str, Any]:
+def _eigen_fields(prefix: str, operator: LinearOperator, config: SharpnessConfig, seed: int) -> dict[str, Any]:
     """``<prefix>lambda`` and how it was found, as record fields."""
     top = top_hessian_eigenvalue(operator, config.method, tol=config.tol, max_iter=config.max_iter, seed=seed)
     return {f"{prefix}": top.eigenvalue, f"{prefix}_residual": top.residual, f"{prefix}_n_products": top.n_products,
@@ -63,13 +63,13 @@ def sharpness_of(
     """Every measurement ``config`` asks for, of the network ``params`` (K = 1) on the examples (x, y)."""
     operator = OPERATORS[config.matrix](network, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
     record: dict[str, Any] = {"loss_value": operator.loss_value}
-    record |= eigen_fields("lambda_1", operator, config, seed)
+    record |= _eigen_fields("lambda_1", operator, config, seed)
     if config.effective:
         multipliers = flat_lr_multipliers(network, dtype=operator.dtype, device=operator.device)
-        record |= eigen_fields("lambda_1_eff", PreconditionedOperator(operator, multipliers), config, seed)
+        record |= _eigen_fields("lambda_1_eff", PreconditionedOperator(operator, multipliers), config, seed)
     if config.per_layer:
         record["per_layer"] = [
-            {"layer": layer, **eigen_fields("lambda_1", BlockOperator(operator, block), config, seed)}
+            {"layer": layer, **_eigen_fields("lambda_1", BlockOperator(operator, block), config, seed)}
             for layer, block in enumerate(layer_blocks(network))
         ]
     if config.bounds:
@@ -77,7 +77,7 @@ def sharpness_of(
 
         record |= sharpness_bounds(network, params, x, config.chunk_size)
         ggn = operator if config.matrix == "ggn" else GaussNewtonOperator(network, params, x, y, loss=config.loss, chunk_size=config.chunk_size)
-        record |= eigen_fields("lambda_1_ggn", ggn, config, seed)
+        record |= _eigen_fields("lambda_1_ggn", ggn, config, seed)
     return record
 
 

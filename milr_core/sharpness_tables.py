@@ -67,14 +67,14 @@ def join_sharpness(eta: pd.DataFrame, sharpness: pd.DataFrame) -> pd.DataFrame:
 
     One row per network with both a positive eta* and lambda_1: the sharpness frame's columns, eta_star,
     and per sharpness s in ``SHARPNESS`` stored (lambda_1, lambda_1_eff): eta_<s> = eta* s (eta_lambda,
-    eta_lambda_eff) and two_over_<s> = 2 / s. A frame that has both already (catapult) is ``with_products``.
+    eta_lambda_eff) and two_over_<s> = 2 / s. A frame that has both already (catapult) is ``_with_products``.
     """
     keys = KEYS + [c for c in ("data.options.preprocessing",) if c in eta and c in sharpness]
     joined = sharpness.merge(eta[keys + ["eta_star"]], on=keys, how="inner", validate="one_to_one")
-    return with_products(joined)
+    return _with_products(joined)
 
 
-def with_products(frame: pd.DataFrame) -> pd.DataFrame:
+def _with_products(frame: pd.DataFrame) -> pd.DataFrame:
     """The networks with a positive eta* and lambda_1, with eta* x lambda and 2 / lambda per sharpness stored."""
     frame = frame.assign(eta_star=positive(frame["eta_star"]), lambda_1=positive(frame["lambda_1"]))
     frame = frame.dropna(subset=["eta_star", "lambda_1"]).reset_index(drop=True)
@@ -132,7 +132,7 @@ def sharpness_relation(joined: pd.DataFrame, *, by: Sequence[str] = BY_DATASET) 
     product (of
     eta* lambda; 0 if inversely related), closest to constant (the sharpness whose product has the smaller sd).
     """
-    joined = with_products(joined)
+    joined = _with_products(joined)
     rows = []
     for values, group in groups(joined, by):
         for name, field in SHARPNESS.items():

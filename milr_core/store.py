@@ -17,7 +17,7 @@ A record (format 2) is a dict with these keys (``sweep.py`` builds them):
 
 **A store checks itself.** Files are strict JSON: a non-finite float is written as ``{"$float": "NaN"}``
 (or ``"Infinity"``, ``"-Infinity"``) and read back as the float. Every read verifies the record's
-digest, that its hash matches its file name and its cell, and its schema (``check_schema``: a cell with
+digest, that its hash matches its file name and its cell, and its schema (``_check_schema``: a cell with
 kind, dataset, depth, width and seed of the right types, a non-empty result, a ledger of dicts, ...). An
 entry the store cannot use, *whatever the reason* (it does not parse, does not verify, is a folder, is
 nested too deeply to decode, is not UTF-8), is never used and never stops a sweep: it is moved to
@@ -120,17 +120,17 @@ def digest_of(record: dict) -> str:
     return content_hash({key: value for key, value in record.items() if key != "digest"})
 
 
-def is_a(value: object, kind: type) -> bool:
+def _is_a(value: object, kind: type) -> bool:
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
-def check_schema(record: dict) -> None:
+def _check_schema(record: dict) -> None:
     """CorruptRecord unless every part of the record has its type: a digest proves a record untouched, not sound."""
     cell = record["cell"]
     if not isinstance(cell, dict):
         raise CorruptRecord(f"its cell is {brief(cell)}, not a mapping")
     for key, kind in CELL_TYPES.items():
-        if not is_a(cell.get(key), kind) or (kind is int and cell[key] < (0 if key == "seed" else 1)):
+        if not _is_a(cell.get(key), kind) or (kind is int and cell[key] < (0 if key == "seed" else 1)):
             raise CorruptRecord(f"its cell's {key} is {brief(cell.get(key))}")
     if not isinstance(record["result"], dict) or not record["result"]:
         raise CorruptRecord(f"its result is {brief(record['result'])}, not a non-empty mapping")
@@ -139,7 +139,7 @@ def check_schema(record: dict) -> None:
     for key in ("labels", "provenance"):
         if not isinstance(record[key], dict):
             raise CorruptRecord(f"its {key} is {brief(record[key])}, not a mapping")
-    if not is_a(record["hash"], str):
+    if not _is_a(record["hash"], str):
         raise CorruptRecord(f"its hash is {brief(record['hash'])}, not a string")
 
 
@@ -156,7 +156,7 @@ def verified(record: object, name: str) -> dict:
         raise CorruptRecord("does not match its digest (edited by hand or damaged)")
     if record["hash"] != name or content_hash(record["cell"]) != name:
         raise CorruptRecord("its cell does not hash to its file name")
-    check_schema(record)
+    _check_schema(record)
     return record
 
 
@@ -221,7 +221,7 @@ def flatten(value: dict, prefix: str = "") -> dict:
 
 
 @cache
-def warn_older_format(store: Path) -> None:
+def _warn_older_format(store: Path) -> None:
     """Once per store: records of an earlier engine (format 1) are left where they are and never used."""
     warnings.warn(f"{store} holds records written by an earlier engine (record format 1): they are ignored", stacklevel=4)
 
@@ -258,7 +258,7 @@ class ResultStore:
                 raise CorruptRecord(f"is {info.st_size} bytes, more than any record")
             record = decode(json.loads(path.read_bytes().decode("utf-8")))
             if isinstance(record, dict) and record.get("format", 1) != FORMAT and "digest" not in record:
-                warn_older_format(self.path)  # not damaged: written by an earlier engine; never matches a cell of this one
+                _warn_older_format(self.path)  # not damaged: written by an earlier engine; never matches a cell of this one
                 return None
             return verified(record, cell_hash)
         except FileNotFoundError:
@@ -306,7 +306,7 @@ class ResultStore:
         record = decode(encode({**record, "format": FORMAT}))  # what a reader will see, digest included
         if record["hash"] != content_hash(record["cell"]):
             raise ValueError(f"a record's hash must be that of its cell, got {brief(record['hash'])}")
-        check_schema(record)
+        _check_schema(record)
         record["digest"] = digest_of(record)
         target = self.file(record["hash"])
         temp = self.path / f".{record['hash']}.{socket.gethostname()}.{os.getpid()}.tmp"

@@ -48,7 +48,7 @@ PID_LIMIT = 1 << 22  # Linux's largest pid (PID_MAX_LIMIT)
 # processes
 
 
-def process_stat(pid: int) -> tuple[str, int] | None:
+def _process_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks since boot) of ``pid`` from /proc; None if there is no such process.
 
     Any other failure to read (too many open files, a busy /proc) raises OSError: a claim is never judged dead
@@ -67,19 +67,19 @@ def process_stat(pid: int) -> tuple[str, int] | None:
 
 def process_start(pid: int) -> int | None:
     """The start time of ``pid`` (field 22 of /proc/<pid>/stat), None where /proc does not say."""
-    stat = process_stat(pid)
+    stat = _process_stat(pid)
     return None if stat is None else stat[1]
 
 
-def valid_pid(pid: object) -> bool:
+def _valid_pid(pid: object) -> bool:
     return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < PID_LIMIT
 
 
 def process_alive(pid: object, start: int | None = None) -> bool:
     """Whether ``pid`` runs (not a zombie) and, if ``start`` is given, is the process that started then."""
-    if not valid_pid(pid):
+    if not _valid_pid(pid):
         return False  # -1 or 0 would ask os.kill about a whole process group
-    stat = process_stat(pid)
+    stat = _process_stat(pid)
     if stat is not None:
         state, started = stat
         return state not in "ZXx" and (start is None or started == start)
@@ -117,7 +117,7 @@ def ensure_folder(path: Path) -> Path:
 # claims
 
 
-def read_owner(path: Path) -> dict | None:
+def _read_owner(path: Path) -> dict | None:
     """The claim's owner {host, pid, start, token, since}, or None if the file is not a claim (or is gone).
 
     A failure to read that says nothing of the file (too many open files, an I/O error) raises OSError, so that a
@@ -132,14 +132,14 @@ def read_owner(path: Path) -> dict | None:
         owner = json.loads(data.decode())
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, BlockingIOError, ValueError, RecursionError):
         return None
-    if not isinstance(owner, dict) or not isinstance(owner.get("host"), str) or not valid_pid(owner.get("pid")):
+    if not isinstance(owner, dict) or not isinstance(owner.get("host"), str) or not _valid_pid(owner.get("pid")):
         return None
     if len(data) > MAX_CLAIM_BYTES or not isinstance(owner.get("start", None), (int, type(None))):
         return None
     return owner
 
 
-def heartbeat_age(path: Path) -> float | None:
+def _heartbeat_age(path: Path) -> float | None:
     """Seconds since the claim's heartbeat touched it; None if it is gone (other failures raise OSError)."""
     try:
         return time.time() - path.stat().st_mtime
@@ -165,7 +165,7 @@ class Claims:
         the claim or its owner cannot be looked at now (too many open files), it is held: a sweep waits, never
         takes a live claim."""
         try:
-            owner, age = read_owner(path), heartbeat_age(path)
+            owner, age = _read_owner(path), _heartbeat_age(path)
             if owner is None or age is None or age > STALE_AFTER_S:
                 return True
             return owner["host"] == self.host and not process_alive(owner["pid"], owner.get("start"))
@@ -217,7 +217,7 @@ class Claims:
     def mine(self, key: str) -> bool:
         """Whether this process holds the claim on ``key`` (False where it cannot be read now: nothing is released)."""
         try:
-            owner = read_owner(self.file(key))
+            owner = _read_owner(self.file(key))
         except OSError:
             return False
         return owner is not None and key in self.tokens and owner.get("token") == self.tokens[key]
@@ -238,7 +238,7 @@ class Claims:
         """Who holds the claim on ``key`` and how fresh its heartbeat is; None if no one does."""
         path = self.file(key)
         try:
-            owner, age = read_owner(path), heartbeat_age(path)
+            owner, age = _read_owner(path), _heartbeat_age(path)
         except OSError as error:
             return f"group {key[:12]}: its claim cannot be read just now ({error.strerror or error})"
         if owner is None or age is None or self.is_stale(path):
@@ -257,7 +257,7 @@ class Claims:
         def heartbeat() -> None:
             while not stop.wait(HEARTBEAT_S):
                 try:
-                    owner = read_owner(self.file(key))
+                    owner = _read_owner(self.file(key))
                     if owner is None or owner.get("token") != self.tokens.get(key):
                         return  # gone, or taken over (our heartbeat had stopped): the new owner's to refresh
                     os.utime(self.file(key))

@@ -64,7 +64,7 @@ def table(frame: pd.DataFrame, digits: int = 3):
 # the caption's data sentence
 
 
-def seed_list(seeds) -> str:
+def _seed_list(seeds) -> str:
     return ", ".join(str(int(s)) for s in sorted(set(seeds)))
 
 
@@ -82,16 +82,16 @@ def frame_provenance(frame: pd.DataFrame) -> str:
         if "data.lossy" in rows and rows["data.lossy"].fillna(False).astype(bool).any():
             details.append("**a lossy JPEG mirror, not the canonical files**")
         parts.append(f"`{name}` ({', '.join(details)})" if details else f"`{name}`")
-        seeds[name] = seed_list(rows["seed"])
+        seeds[name] = _seed_list(rows["seed"])
     profiles = ", ".join(f"`{p}`" for p in frame["profile"].unique()) if "profile" in frame else "not recorded"
     if len(set(seeds.values())) == 1:
         seed_text = next(iter(seeds.values()))
     else:
         seed_text = "; ".join(f"{s} ({name})" for name, s in seeds.items())
-    return f"Data: {', '.join(parts)}. Profile: {profiles}. Seeds: {seed_text}.{coverage_note(frame)}{devices_note(frame)}"
+    return f"Data: {', '.join(parts)}. Profile: {profiles}. Seeds: {seed_text}.{_coverage_note(frame)}{_devices_note(frame)}"
 
 
-def coverage_note(frame: pd.DataFrame) -> str:
+def _coverage_note(frame: pd.DataFrame) -> str:
     """The sentence naming each grid whose store lacks cells, with the widths and depths it does hold."""
     if not {"grid", "grid_cells", "grid_stored"} <= set(frame.columns):
         return ""
@@ -111,7 +111,7 @@ def span(values: pd.Series) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def devices_note(frame: pd.DataFrame) -> str:
+def _devices_note(frame: pd.DataFrame) -> str:
     """The sentence naming the devices and torch versions that computed the records (provenance)."""
     if not {"provenance.device", "provenance.torch"} <= set(frame.columns):
         return ""

@@ -142,7 +142,7 @@ def data_key(name: str, options: dict) -> tuple[str, str]:
     return name, content_hash(options)
 
 
-def section_identity(config) -> dict:
+def _section_identity(config) -> dict:
     return config.identity() if hasattr(config, "identity") else dataclasses.asdict(config)
 
 
@@ -162,7 +162,7 @@ def expand(grid: Grid, identity: Callable[[str, dict], dict]) -> list[Cell]:
                 "data": identity(name, options),
                 "network": variant.network,
                 "dtype": variant.dtype,
-                **{section: section_identity(config) for section, config in variant.sections.items()},
+                **{section: _section_identity(config) for section, config in variant.sections.items()},
             }
             if grid.kind in TRAINED:
                 common["threshold"] = default_threshold(name) if variant.threshold is None else variant.threshold
@@ -203,7 +203,7 @@ def load_datasets(grid: Grid) -> dict:
     return datasets
 
 
-def manifest_or_placeholder(name: str, options: dict) -> dict:
+def _manifest_or_placeholder(name: str, options: dict) -> dict:
     """The manifest's identity, or a stand-in (enough to find twin variants, not to match stored records)."""
     from milr_core.data import manifest_identity
 
@@ -341,7 +341,7 @@ def run_local(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions
 
 def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, datasets: dict, bar) -> None:
     """One task per seed group on the current Ray cluster (started locally if none); the driver claims and writes."""
-    ray = import_ray()
+    ray = _import_ray()
     started = not ray.is_initialized()
     if started:
         ray.init()
@@ -351,7 +351,7 @@ def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, 
 
         device = resolve_device(run.device)
         resources = {"num_gpus": 1} if device.startswith("cuda") else {"num_cpus": 1}
-        task = ray.remote(**resources)(ray_task)
+        task = ray.remote(**resources)(_ray_task)
         refs = {key: ray.put(dataset) for key, dataset in datasets.items()}
         for group in seed_groups(cells):
             if all(store.has(c.hash) for c in group) or not store.try_claim(group[0].group):
@@ -375,7 +375,7 @@ def run_ray(grid: Grid, store: ResultStore, cells: list[Cell], run: RunOptions, 
             ray.shutdown()
 
 
-def import_ray():
+def _import_ray():
     try:
         import ray
     except ImportError:
@@ -383,7 +383,7 @@ def import_ray():
     return ray
 
 
-def ray_task(dataset, group: list[Cell], run: RunOptions) -> list[dict]:
+def _ray_task(dataset, group: list[Cell], run: RunOptions) -> list[dict]:
     from milr_core.runtime import pin_threads
 
     pin_threads(run.threads, run.workers)
@@ -426,8 +426,8 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     if executor == "ray" and compute:
-        import_ray()
-    planned = expand(grid, manifest_or_placeholder)  # twins and a non-resumable store refused before any data is read
+        _import_ray()
+    planned = expand(grid, _manifest_or_placeholder)  # twins and a non-resumable store refused before any data is read
     results = ResultStore(store)
     if compute and not resume and any(results.has(cell.hash) for cell in planned):
         raise FileExistsError(

@@ -60,7 +60,7 @@ def groups(frame: pd.DataFrame, by: Sequence[str]) -> list[tuple[dict, pd.DataFr
             for key, rows in frame.groupby(by, sort=False)]  # fmt: skip
 
 
-def scoped(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
+def _scoped(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
     if scope not in SCOPES:
         raise ValueError(f"unknown set of cells {scope!r}; known: {', '.join(SCOPES)}")
     return frame if scope == ALL_CELLS else frame[in_regime(frame)]
@@ -97,7 +97,7 @@ def exponents_table(
     rows = []
     for quantity in quantities:
         for scope in scopes:
-            for values, group in groups(scoped(frame, scope), by):
+            for values, group in groups(_scoped(frame, scope), by):
                 fit, note = attempt(fit_power_law, group, quantity)
                 row = values | {"quantity": quantity, "cells": scope, "note": note}
                 if fit is not None:
@@ -140,7 +140,7 @@ def residuals_table(
     """
     parts = []
     for values, group in groups(frame, by):
-        fit, _ = attempt(fit_power_law, scoped(group, fitted_on), quantity)
+        fit, _ = attempt(fit_power_law, _scoped(group, fitted_on), quantity)
         if fit is not None:
             parts.append(residuals(group, fit).assign(**values))
     columns = [*by, "depth", "width", "n_seeds", "censored", "dw", "depth_over_width", "value", "fitted", "residual",
@@ -199,7 +199,7 @@ def product_form_table(
     """
     rows = []
     for scope in scopes:
-        for values, group in groups(scoped(frame, scope), by):
+        for values, group in groups(_scoped(frame, scope), by):
             fit, note = attempt(fit_product_form, group, quantity)
             row = values | {"cells": scope, "note": note}
             if fit is not None:
@@ -241,7 +241,7 @@ def width_slope_by_depth(
     return table_of(rows, columns)
 
 
-def shared_cells(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+def _shared_cells(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """The rows of the (depth, width) cells that every group of ``by[1:]`` has within its ``by[0]`` (e.g. the
     dataset): slopes compared across groups must come from the same widths and depths."""
     first, rest = frame[by[0]], frame[list(by[1:])].astype(str).agg("/".join, axis=1)
@@ -255,13 +255,13 @@ def width_exponents_table(
     """Per group (e.g. parameterisation): the slope of log eta* on log width at fixed depth (``fit.width_exponent``).
 
     0 means eta* transfers across width at fixed depth. The groups that share the first ``by`` column are
-    fitted on the cells they all have (``shared_cells``), so that a group computed at more widths (the
+    fitted on the cells they all have (``_shared_cells``), so that a group computed at more widths (the
     standard parameterisation's cells are the power law's) is not compared over another range. Columns:
     the ``by`` columns, width slope, slope low, slope high, n cells, width range, depths, censored cells, seeds
     dropped, flattest (the smallest ``|slope|`` among the groups that share the first ``by`` column), note.
     """
     rows = []
-    for values, group in groups(shared_cells(frame, by), by):
+    for values, group in groups(_shared_cells(frame, by), by):
         fit, note = attempt(width_exponent, group, quantity)
         row = values | {"note": note}
         if fit is not None:
@@ -289,7 +289,7 @@ def flatness_table(
     first, column = by[0], by[1]
     pair = frame[frame[column].isin([flat, base])]
     rows = []
-    for values, group in groups(shared_cells(pair, by), [first]):
+    for values, group in groups(_shared_cells(pair, by), [first]):
         names = set(group[column])
         if names != {flat, base}:
             rows.append(values | {"note": f"no cells of {' and '.join(sorted({flat, base} - names))}"})

@@ -46,7 +46,7 @@ class Stopped(KeyboardInterrupt):
     """SIGINT or SIGTERM: in a worker, raised to unwind it; in the parent, after every worker has stopped."""
 
 
-def signal_name(number: int) -> str:
+def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
@@ -57,15 +57,15 @@ def signal_name(number: int) -> str:
 # in the worker
 
 
-def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def stop_on_signal(number, frame) -> None:
-    raise Stopped(signal_name(number))
+def _stop_on_signal(number, frame) -> None:
+    raise Stopped(_signal_name(number))
 
 
-def watch_parent(parent: int) -> None:
+def _watch_parent(parent: int) -> None:
     """Stop this worker if its parent is gone (it was killed and cannot stop us itself)."""
     while os.getppid() == parent:
         time.sleep(1.0)
@@ -75,9 +75,9 @@ def watch_parent(parent: int) -> None:
 def worker_main(target: Callable, args: tuple, parent: int, report) -> None:
     """A worker's entry: run ``target(*args)`` and send ("ok", value) or ("error", one line) to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, stop_on_signal)
-    warnings.showwarning = one_line_warning
-    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    warnings.showwarning = _one_line_warning
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         outcome = ("ok", target(*args))
     except Stopped:
@@ -122,7 +122,7 @@ class Worker:
         if self.outcome is not None and self.outcome[0] == "error":
             return f"{name} failed: {self.outcome[1]}"
         if code is not None and code < 0:
-            return f"{name} was killed by {signal_name(-code)}"
+            return f"{name} was killed by {_signal_name(-code)}"
         return f"{name} ended with exit status {code} and no result"
 
 
@@ -178,7 +178,7 @@ def run_workers(target: Callable, args: tuple, n: int, *, on_tick: Callable[[], 
             signal.signal(signal.SIGINT, record)
         while not all(worker.done for worker in workers):
             if received:
-                raise Stopped(f"stopped by {signal_name(received[0])}")
+                raise Stopped(f"stopped by {_signal_name(received[0])}")
             running = [w for w in workers if not w.done]
             wait([w.process.sentinel for w in running] + [w.report for w in running], timeout=tick_s)
             for worker in running:
