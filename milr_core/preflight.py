@@ -136,6 +136,7 @@ LARGE_CELLS = 2_000
 LARGE_HOURS = 100.0
 LARGE_FLAG = "--large"
 EIGEN_PRODUCTS = 60  # Hessian-vector products of a typical eigensolve (ours; each about 4 forward passes)
+CRITICAL_FORWARDS = 30  # forward passes of the critical LR's line search (predictors.py: a ladder, then bisection)
 
 
 def probes_per_search(search) -> int:
@@ -167,6 +168,10 @@ def _flops_per_forward_flop(kind: str, sections: dict, n_train: int, n_val: int)
             solves = len(trajectory.eta_lambdas) * (trajectory.steps // trajectory.every + 1)
             total += len(trajectory.eta_lambdas) * trajectory.steps * 3 * sharpness.subset_size
         total += solves * EIGEN_PRODUCTS * 4 * sharpness.subset_size
+    if "range_test" in sections:  # the LR range test's ramp, trained from a fresh network
+        total += sections["range_test"].steps * 3 * sections["train"].batch_size
+    if kind == "predictors":  # the first update's gradient, and its line search of forward passes
+        total += (3 + CRITICAL_FORWARDS) * sections["train"].batch_size
     return total
 
 
@@ -195,7 +200,10 @@ class Cost:
 
 
 def grid_cost(grid, device: str = "cpu") -> Cost:
-    """The size and estimated FLOPs of a checked ``grid.Grid``, in time linear in its axes (no cell is expanded)."""
+    """The size and estimated FLOPs of a checked ``grid.Grid``, in time linear in its axes (no cell is expanded).
+
+    A model family's network (kinds ``model_*``) is counted as our MLP of the same depth and width: right for the
+    mlp family, a floor for a CNN or a transformer of that many channels or units."""
     flops = 0.0
     for name in grid.datasets:
         for variant in grid.variants:
