@@ -128,7 +128,9 @@ def test_cpu_dry_run_runs_every_step_packs_and_fills_records(tmp_path):
     for step in ("checks", "bench", "fill", "summary"):
         assert f"===== step {step}" in output
     state = json.loads((out / "session.json").read_text())
-    assert {s: v["status"] for s, v in state["steps"].items()} == dict.fromkeys(["checks", "bench", "fill", "summary"], "ok")
+    statuses = {s: v["status"] for s, v in state["steps"].items()}
+    assert statuses.pop("fill") in ("ok", "timeout")  # a fill stopped at its deadline keeps what it finished
+    assert statuses == dict.fromkeys(["checks", "bench", "summary"], "ok")
     assert state["provenance"]["device"].startswith("cpu") and state["provenance"]["tf32"] is False
     assert state["steps"]["checks"]["exact"]
 
