@@ -1,7 +1,7 @@
 """Every protocol setting of the companion, as frozen dataclasses: the one place a default lives.
 
 A record in a result store is determined by its *cell*: dataset, network shape, seed and the sections
-below that its kind reads (``sweep.KINDS``). The grid schema (``grid.py``) and the command-line flags
+below that its kind reads (``kinds.KINDS``). The grid schema (``grid.py``) and the command-line flags
 (``cli.py``) are read off these classes, so a new field appears in both by itself.
 
 **Constraints are data** (``constraints.py``): each field declares what values it allows, ``check_fields``

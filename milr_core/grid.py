@@ -49,7 +49,7 @@ from milr_core.network import NetworkSpec
 
 SHAPE = ("depth", "width", "in_dim", "out_dim")  # NetworkSpec fields a grid's axes and the data set
 DATA_LOCATION = ("root", "download", "cache_dir")  # load_dataset arguments that say where, not what
-# What each kind reads besides the network (sweep.KINDS registers the runners; this is its schema).
+# What each kind reads besides the network (kinds.KINDS registers the runners; this is its schema).
 KIND_SECTIONS = {
     "eta_star": ("train", "search"),
     "search_trace": ("train", "search"),  # eta*, with every probe's accuracy and loss curves kept
