@@ -65,7 +65,7 @@ def test_units_that_agree_share_a_row_and_those_that_differ_do_not():
     assert rows[0]["key number"] == "CIFAR-10: x 2" and "MNIST: x 1" in rows[0]["we measured"]  # nearest to flipping
     assert list(rows[0]) == rules.COLUMNS and rows[0]["question"] == "(z) Is it?"
     numbers = question.rows([rules.number("MNIST", "alpha 1"), rules.number("Gaussians", "alpha 2")])
-    assert len(numbers) == 1 and numbers[0]["key number"] == "MNIST: alpha 1; Gaussians: alpha 2"
+    assert len(numbers) == 1 and numbers[0]["key number"] == "alpha: MNIST 1; Gaussians 2"
     claim = rules.Claim(rows)
     assert claim.verdict == "(z) supported (MNIST, CIFAR-10), undecided (Gaussians), not measured (MNIST (per-feature))"
 
