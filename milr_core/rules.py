@@ -18,6 +18,7 @@ none) and carries its reason.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -186,7 +187,8 @@ def listed(answers: list[Answer]) -> str:
     """Every unit's number, the name they share said once: "α: MNIST 0.72 [0.64, 0.82]; CIFAR-10 0.58 [...]"."""
     parts = [a.key.split(" ", 1) for a in answers]
     shared = len(answers) > 1 and len({name for name, _ in parts}) == 1
-    if shared and all(len(part) == 2 and a.unit for part, a in zip(parts, answers)):
+    numbers = all(len(part) == 2 and re.match(r"[x+\-−]?\d", part[1]) for part in parts)
+    if shared and numbers and all(a.unit for a in answers):
         return f"{parts[0][0]}: " + "; ".join(f"{a.unit} {rest}" for a, (_, rest) in zip(answers, parts))
     return "; ".join(labelled(a) for a in answers)
 
