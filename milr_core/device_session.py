@@ -175,13 +175,16 @@ def run_fill(profile: str, device: str, threads: int, store: ResultStore, out: P
     planner = Planner(speed, store)
     plan = planner.announce(calls, device, f"the {profile} store's missing cells")
     print(plan.pop("line"), flush=True)
-    report = {"profile": profile, "device": device, "exact": packing, "plan": plan, "calls": [], "skipped": []}
+    report = {"profile": profile, "device": device, "exact": packing, "plan": plan, "calls": [], "skipped": [],
+              "filled_records": 0}  # fmt: skip
     write_json(out / "fill.json", report, export)
 
     def on_group(group, written: list[dict]) -> None:
         for record in written:  # the verified file as the store wrote it, digest and all
             shutil.copyfile(store.file(record["hash"]), records / f"{record['hash']}.json")
         pack_records(records, export)
+        report["filled_records"] += len(written)  # kept current: a fill stopped past its deadline still counts right
+        write_json(out / "fill.json", report, export)
 
     def on_call(done: FillReport) -> None:
         report["calls"] = done.calls

@@ -129,7 +129,8 @@ def test_cpu_dry_run_runs_every_step_packs_and_fills_records(tmp_path):
         assert f"===== step {step}" in output
     state = json.loads((out / "session.json").read_text())
     statuses = {s: v["status"] for s, v in state["steps"].items()}
-    assert statuses.pop("fill") in ("ok", "timeout")  # a fill stopped at its deadline keeps what it finished
+    fill_status = statuses.pop("fill")
+    assert fill_status in ("ok", "timeout")  # a fill stopped at its deadline keeps what it finished
     assert statuses == dict.fromkeys(["checks", "bench", "summary"], "ok")
     assert state["provenance"]["device"].startswith("cpu") and state["provenance"]["tf32"] is False
     assert state["steps"]["checks"]["exact"]
@@ -154,7 +155,8 @@ def test_cpu_dry_run_runs_every_step_packs_and_fills_records(tmp_path):
     assert all(r["provenance"]["device"].startswith("cpu") for r in records)
     fill = json.loads((out / "fill.json").read_text())
     assert fill["exact"] and fill["plan"]["estimate_s"] > 0 and "planner: the smoke store's missing cells" in output
-    assert fill["filled_records"] == len(records) and "records per minute (the 2026-12-04 H200 fill" in output
+    assert fill["filled_records"] == len(records)  # counted as each group ends, so right even for a stopped fill
+    assert fill_status == "timeout" or "records per minute (the 2026-12-04 H200 fill" in output
     packs = [call for call in fill["calls"] if call["packed"] >= 2 and call["status"] == "filled"]
     packed = min(packs, key=lambda call: call["packed"])  # the smallest, to recompute its groups one by one
     assert packed["lanes"] == lanes
