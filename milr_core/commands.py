@@ -231,12 +231,13 @@ def experiment(args: argparse.Namespace) -> dict:
             if (cut := restricted(grid, part)) is not None:
                 _check_grid_size(cut, options, device, args.large)
     frame = run_experiment(args.name, args.profile, compute=args.compute, part=part, run=options, executor=args.executor)
-    grids = frame.groupby("grid", sort=False)[["grid_cells", "grid_stored"]].first()
+    held = frame.groupby("grid", sort=False)[["grid_stored"]].first()["grid_stored"] if "grid" in frame else {}
+    cuts = [cut for grid in experiment_grids(args.name, args.profile) if (cut := restricted(grid, part)) is not None]
     return {
         "experiment": args.name,
         "store": str(committed_store(args.profile)),
-        "grids": {name: {"cells": int(row.grid_cells), "stored": int(row.grid_stored)} for name, row in grids.iterrows()},
-    }
+        "grids": {cut.name: {"cells": cut.n_cells, "stored": int(held.get(cut.name, 0))} for cut in cuts},
+    }  # every grid, those with no cell stored yet too
 
 
 def predict(args: argparse.Namespace) -> dict:

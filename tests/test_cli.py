@@ -144,3 +144,13 @@ def test_experiment_computes_the_chosen_part_then_reads_it(capsys, tmp_path, mon
     assert run(capsys, *args, "--no-compute")["grids"] == result["grids"]
     assert cli.main(["experiment", "sensitivity", "--profile", "smoke", "--widths", "64", "--no-compute"]) == 2
     assert "holds none of experiment 'sensitivity'" in capsys.readouterr().err
+
+
+def test_experiment_lists_every_grid_of_the_part_those_with_nothing_stored_too(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MILR_RESULTS", str(tmp_path))
+    part = ["--depths", "1", "--seeds", "0", "--device", "cpu", "--threads", "1"]
+    run(capsys, "experiment", "power_law", "--profile", "smoke", "--datasets", "gaussians", "--widths", "16", *part)
+    read = run(capsys, "experiment", "power_law", "--profile", "smoke", "--no-compute", "--widths", "16", "32", *part)
+    assert read["grids"] == {"power_law_gaussians_smoke": {"cells": 2, "stored": 1},
+                             "power_law_mnist_smoke": {"cells": 1, "stored": 0},
+                             "power_law_cifar10_smoke": {"cells": 1, "stored": 0}}  # fmt: skip
