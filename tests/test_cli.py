@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-import torch
 import yaml
 
 from milr_core import cli, search, sweep
