@@ -29,7 +29,6 @@ from milr_core.rules import (
     EDGE_FACTOR,
     LAW_FACTOR,
     MIN_CELLS,
-    NOT_MEASURED,
     SAME_EXPONENT,
     Answer,
     Claim,

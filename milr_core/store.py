@@ -52,7 +52,7 @@ from pathlib import Path
 
 from milr_core import ENGINE_VERSION
 from milr_core.brief import brief, clip
-from milr_core.store_claims import HEARTBEAT_S, STALE_AFTER_S, Claims, ensure_folder, process_alive  # noqa: F401
+from milr_core.store_claims import STALE_AFTER_S, Claims, ensure_folder, process_alive
 
 FORMAT = 2
 RECORD_KEYS = ("cell", "hash", "labels", "ledger", "provenance", "result")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from milr_core import cli, data, datafiles, probe, reproduce, search, sharpness, store, sweep
+from milr_core import cli, data, datafiles, probe, reproduce, sharpness, store, sweep
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 ETA = ["eta-star", "--dataset", "gaussians", "--depth", "2", "--width", "8", "--threads", "1"]

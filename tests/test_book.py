@@ -319,7 +319,7 @@ def test_committed_notebooks_are_inputs_only():
 # ----------------------------------------------------------------------------- the landing page
 
 
-def fake_claims() -> "pd.DataFrame":
+def fake_claims():
     import pandas as pd
 
     return pd.DataFrame([
@@ -336,7 +336,7 @@ def fake_claims() -> "pd.DataFrame":
     ])  # fmt: skip
 
 
-def fake_power_law() -> "pd.DataFrame":
+def fake_power_law():
     import numpy as np
     import pandas as pd
 

@@ -6,7 +6,6 @@ import torch
 
 from milr_core.catapult import catapult_trajectory, regime
 from milr_core.config import Run, RunOptions, SharpnessConfig, TrajectoryConfig
-from milr_core.data import load_dataset
 from milr_core.grid import GridError, load_grid
 from milr_core.network import NetworkSpec
 from milr_core.sharpness import sharpness_at_init

@@ -1,7 +1,6 @@
 """Every oracle check of milr_core.checks passes on the CPU (the device session runs the same ones on a GPU)."""
 
 import pytest
-import torch
 
 from milr_core import checks
 

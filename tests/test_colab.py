@@ -9,7 +9,6 @@ fetches the store git holds at HEAD (``MILR_REPOSITORY=file://<checkout>``): rec
 are not in what it reads.
 """
 
-import json
 import os
 import re
 import shutil

@@ -13,7 +13,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
 
 DATA = Path(__file__).resolve().parent / "data"
 HASHES, ANSWERS = DATA / "frozen_store_hashes.txt", DATA / "frozen_answers.json"

@@ -13,7 +13,7 @@ from test_tables import as_store, off_law
 
 from milr_core import landing, rules
 from milr_core.fit import fit_in_regime
-from milr_core.rules import NOT_MEASURED, NOT_SUPPORTED, SUPPORTED, UNDECIDED
+from milr_core.rules import NOT_SUPPORTED, SUPPORTED, UNDECIDED
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WORDS = 25  # a landing cell says its piece in about this many words

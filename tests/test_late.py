@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from milr_core.config import LateConfig, Run, SearchConfig, SharpnessConfig, TrainConfig
-from milr_core.data import load_dataset
 from milr_core.late import find_late_max_lr
 from milr_core.network import NetworkSpec
 from milr_core.probe import train_replicas

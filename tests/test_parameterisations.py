@@ -11,7 +11,7 @@ from milr_core.config import TrainConfig
 from milr_core.data import load_dataset
 from milr_core.grid import GridError, load_grid
 from milr_core.model import forward, init_params
-from milr_core.network import MUP_BASE_WIDTH, NetworkSpec, parameter_lr_multipliers
+from milr_core.network import MUP_BASE_WIDTH, parameter_lr_multipliers
 from milr_core.probe import train_replicas
 
 from helpers import network_for

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from milr_core.config import Run, SearchConfig, TrainConfig
-from milr_core.data import load_dataset
 from milr_core.network import NetworkSpec
 from milr_core.probe import LanePool, Probe, train_replicas
 from milr_core.search import find_eta_star, search_cells
