@@ -6,7 +6,8 @@ loop; anyone filling a store on a machine they hold for a while can call them th
 - **What is missing, in what order** (``missing_groups``): every seed group of the profile's grids with a cell the
   store lacks, by experiment (``EXPERIMENT_ORDER``), costliest first (width^2 x depth: the widest and deepest cells,
   which a CPU cannot reach), deeper first among equals, then by dataset (``DATASET_ORDER``). A cell that two grids
-  share is listed once, under the first.
+  share is listed once, under the first. The resolution experiment is never filled: it measures the arithmetic of
+  the machine that runs it (CPU threads among its variants), so its cells are computed where they are meant to be.
 - **Packing** (``pack_key``, ``plan_calls``): eta* groups that differ only in what a lane may differ in (learning
   rates, input-layer factor, parameterisation, budget, threshold, search) train in one pool of fixed lanes
   (``search.search_cells``): they share the data, network shape, dtype, batch size, check interval, loss and
@@ -37,6 +38,7 @@ from milr_core.sweep import Cell, expand, make_run, records_of, run_group, seed_
 # The order the fill takes the profile's experiments in (others after these, by name).
 EXPERIMENT_ORDER = ("power_law", "sharpness", "input_layer", "parameterisations", "sensitivity", "late_lr",
                     "catapult", "preprocessing", "trajectory")  # fmt: skip
+NOT_FILLED = ("resolution",)  # a machine's own arithmetic (chapter 1), computed by `milr experiment resolution` there
 DATASET_ORDER = ("mnist", "cifar10", "gaussians", "fashion_mnist")
 PACKABLE = {"eta_star": False, "search_trace": True}  # the eta* kinds, and whether they keep every probe's curves
 SHARED_TRAIN = ("batch_size", "eval_every", "loss", "max_loss")  # what packed cells share (search.search_cells)
@@ -102,7 +104,7 @@ def missing_groups(profile: str, store: ResultStore | None = None) -> list[Group
     """
     from milr_core.experiments import experiment_grids, experiments
 
-    names = sorted(experiments(), key=lambda n: (EXPERIMENT_ORDER.index(n) if n in EXPERIMENT_ORDER else 99, n))
+    names = sorted(set(experiments()) - set(NOT_FILLED), key=lambda n: (EXPERIMENT_ORDER.index(n) if n in EXPERIMENT_ORDER else 99, n))
     seen: set[str] = set()
     groups = []
     for rank, name in enumerate(names):

@@ -141,3 +141,4 @@ def test_the_paper_fill_order_is_power_law_widest_and_deepest_first_and_lists_ea
     assert experiments.index("sharpness") > max(i for i, e in enumerate(experiments) if e == "power_law")
     hashes = [c.hash for g in groups for c in g.cells]
     assert len(hashes) == len(set(hashes))
+    assert "resolution" not in experiments and "beyond_mlps" in experiments  # a machine's own arithmetic is not filled
