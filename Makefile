@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/build_book.sh
 
-# Unit tests (their twenty slowest listed, to keep the tier under 3 minutes); every notebook executed at the smoke profile (computing its tiny grids live); the book
-# built from the committed paper store; then the tests that read the built book.
+# Unit tests (their twenty slowest listed, to keep the tier under 3 minutes); every notebook executed at
+# the smoke profile (computing its tiny grids live); the book built from the committed paper store; then
+# the tests that read the built book.
 test: install
 	$(BIN)/python -m pytest -q -rs --durations=20 -m "not slow and not integration"
 	$(BIN)/python -m pytest -q -rs -m integration
